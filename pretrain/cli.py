@@ -1,0 +1,61 @@
+"""`slm`: the command line. Each subcommand lives in its own module under `pretrain/commands/`
+and registers itself with `add_parser(subparsers)`; this file only dispatches and turns user
+mistakes into one line `error: ...` with exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pretrain.errors import user_error_types
+
+# Subcommand name -> module in pretrain/commands. Order is the order of `slm --help`.
+COMMANDS = {
+    "model": "pretrain.commands.model",
+}
+# Subcommands that own their whole argument list (LightningCLI parses it, not argparse).
+PASSTHROUGH = {}
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one `error:` line (exit 2) instead of usage + error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.prog})\n")
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="slm", description="Pretrain small Llama-style language models.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module(module).add_parser(sub)
+    for name, (module, help_text) in PASSTHROUGH.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if argv and argv[0] in PASSTHROUGH:
+            module = importlib.import_module(PASSTHROUGH[argv[0]][0])
+            return module.run(argv[1:]) or 0
+        args = build_parser().parse_args(argv)
+        if args.verbose:
+            logging.getLogger().setLevel(logging.DEBUG)
+        return args.func(args) or 0
+    except user_error_types() as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""slm-pretrain: pretrain small Llama-style language models from scratch."""
+
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    # CUDA-only kernels: installed from wheels on GPU nodes, never needed on CPU.
+    "cuda": ["flash-attn", "xformers", "liger-kernel", "torchao"],
+    # Hugging Face interop: exports, parity tests, Hub releases.
+    "hf": ["transformers>=4.45", "huggingface_hub>=0.25", "tokenizers>=0.20", "protobuf"],
+    "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
+             "tokenizers>=0.20", "protobuf", "pyyaml"],
+}
+
+setup(
+    name="slm-pretrain",
+    version="0.1.0",
+    description="Pretrain small Llama-style language models: TinyLlama's recipe, rebuilt cleanly.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["model*", "tokenizer*", "data*", "pretrain*"]),
+    install_requires=[
+        "torch>=2.11,<2.14",
+        "lightning>=2.4",
+        "sentencepiece>=0.2",
+        "zstandard>=0.22",
+        "numpy>=1.24",
+        "pyarrow>=14",
+        "safetensors>=0.4",
+        "jsonargparse[signatures]>=4.30",
+        "tqdm>=4.60",
+        "pyyaml>=6",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "tensorboard>=2.14",
+    ],
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["slm = pretrain.cli:main"]},
+)
