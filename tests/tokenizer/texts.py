@@ -1,0 +1,30 @@
+"""Hard cases for encode/decode and HF parity: scripts, emoji, code whitespace, digits, edges."""
+
+TRICKY_TEXTS = [
+    "",
+    " ",
+    "   ",
+    "\n",
+    "\n\n\n",
+    "\t",
+    "Hello world",
+    " leading space",
+    "  two leading spaces",
+    "trailing spaces   ",
+    "line one\nline two\n\nparagraph\r\nwindows line",
+    "def f(x):\n\tif x:\n\t\treturn    x  # four spaces\n        pass\n",
+    "int main(void) {\n\tprintf(\"%d\\n\", 42);\n}\n",
+    "1234567890 3.14159 -0.5e10 1,000,000 $19.99 2026-11-23",
+    "今天天气很好，我们去公园散步吧。",
+    "東京は日本の首都です。カタカナ",
+    "مرحبا بالعالم",
+    "Привет, мир!",
+    "emoji 😀🎉👍🏽 flags 🇯🇵🇫🇷 zwj 👨‍👩‍👧‍👦",
+    "ｆｕｌｌ－ｗｉｄｔｈ ＡＢＣ and ligature ﬁ ﬂ, superscript x² ½",  # NFKC would rewrite these
+    "e\u0301 vs é (combining vs precomposed)",
+    "rare characters outside the vocab: 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ꙮ 𓀀 䨻",
+    "\x00\x01\x7f control bytes and a\u200bzero width space",
+    "literal specials <s> </s> <unk> <|sep|> stay text",
+    "<s>at the start",
+    "mixed 中文 English العربية 123 😀\t\tend",
+]
