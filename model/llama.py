@@ -114,12 +114,16 @@ class Attention(nn.Module):
         self.wv = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
 
+    def rotate(self, q, k, rope):
+        """Rotary embedding of q and k (`model.kernels.fused_ops` swaps a fused kernel in here)."""
+        return apply_rotary(q, *rope), apply_rotary(k, *rope)
+
     def forward(self, x, rope, document_ids=None, cache=None, start_pos=0):
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim)
-        q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        q, k = self.rotate(q, k, rope)
         if cache is not None:
             k, v = cache.update(self.layer_id, start_pos, k, v)
         out = select_backend(self.backend, q)(q, k, v, document_ids)

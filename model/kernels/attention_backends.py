@@ -161,9 +161,17 @@ def xformers_attention(q, k, v, document_ids=None):
 # --- FlexAttention ---------------------------------------------------------------------------
 
 def flex_available(q: torch.Tensor) -> bool:
-    # FlexAttention has no backward on CPU (torch 2.13): there it serves inference only.
-    return _module("torch.nn.attention.flex_attention") is not None and (
-        q.is_cuda or not torch.is_grad_enabled() or not q.requires_grad)
+    # Answered per device/dtype (model.attention caches it), so not by grad mode: on CPU,
+    # where FlexAttention has no backward (torch 2.13), the backend itself refuses training.
+    return _module("torch.nn.attention.flex_attention") is not None
+
+
+def _needs_backward(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+FLEX_CPU_TRAINING = ("attention backend 'flex' has no backward on CPU: train on CUDA, or use "
+                     "sdpa (attention_backend)")
 
 
 @lru_cache(maxsize=None)
@@ -178,6 +186,8 @@ def flex_attention_backend(q, k, v, document_ids=None):
     mask and skip whole blocks. Compiled on CUDA (uncompiled FlexAttention is a slow reference)."""
     from torch.nn.attention.flex_attention import flex_attention
 
+    if not q.is_cuda and _needs_backward(q, k, v):
+        raise ModelError(FLEX_CPU_TRAINING)
     block_mask = document_block_mask(document_ids, q.shape[1], k.shape[1], q.device)
     flex = _compiled_flex() if q.is_cuda else flex_attention
     out = flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=block_mask,
@@ -185,32 +195,38 @@ def flex_attention_backend(q, k, v, document_ids=None):
     return out.transpose(1, 2)
 
 
-# What each backend needs, for `check_backend`'s message: (module to import, requirement).
+# What each backend needs, for `check_backend`'s message: (modules of which one must import,
+# requirement). flash-attn-4 installs only `flash_attn.cute`, so `flash_attn` alone proves
+# nothing about flash-attn 2.
 REQUIREMENTS = {
-    "flash_attn": ("flash_attn", "CUDA sm80+, fp16/bf16, head_dim <= 256 and a multiple of 8"),
-    "flash_attn_cute": ("flash_attn.cute", "CUDA sm90+, fp16/bf16, head_dim 64, 96 or 128"),
-    "sdpa_cudnn": (None, "CUDA sm80+ and fp16/bf16"),
-    "xformers": ("xformers.ops", "CUDA"),
-    "flex": ("torch.nn.attention.flex_attention", "CUDA for training (no backward on CPU)"),
+    "flash_attn": (("flash_attn.flash_attn_interface", "flash_attn_interface"),
+                   "CUDA sm80+, fp16/bf16, head_dim <= 256 and a multiple of 8"),
+    "flash_attn_cute": (("flash_attn.cute",), "CUDA sm90+, fp16/bf16, head_dim 64, 96 or 128"),
+    "sdpa_cudnn": ((), "CUDA sm80+ and fp16/bf16"),
+    "xformers": (("xformers.ops",), "CUDA"),
+    "flex": (("torch.nn.attention.flex_attention",), "torch >= 2.5"),
 }
 
 
 def check_backend(name: str, q: torch.Tensor) -> None:
-    """Raise a one-line error if attention backend `name` cannot run for queries like `q`:
-    `MissingKernelPackage` (naming the extra) if its package does not import, else `ModelError`
-    stating what it needs. Backends not listed in REQUIREMENTS (auto, sdpa, eager) always pass."""
+    """Raise a one-line error if attention backend `name` cannot run for queries like `q`
+    (`q.requires_grad` = for training): `MissingKernelPackage` (naming the extra) if its
+    package does not import, else `ModelError` stating what it needs. Backends not listed in
+    REQUIREMENTS (auto, sdpa, eager) only need to be known."""
     if name not in REQUIREMENTS:
         select_backend(name, q)  # unknown names raise ModelError listing the known ones
         return
-    module, requirement = REQUIREMENTS[name]
-    if module is not None and _module(module) is None:
-        import_optional(module, f"attention backend {name!r}")
+    modules, requirement = REQUIREMENTS[name]
+    if modules and all(_module(m) is None for m in modules):
+        import_optional(modules[0], f"attention backend {name!r}")
     try:
         select_backend(name, q)
     except ModelError:
         raise ModelError(f"attention backend {name!r} needs {requirement}; got "
                          f"{q.device.type}/{str(q.dtype).removeprefix('torch.')} with head_dim "
                          f"{q.shape[-1]} (attention_backend)") from None
+    if name == "flex" and not q.is_cuda and q.requires_grad:
+        raise ModelError(FLEX_CPU_TRAINING)
 
 
 def register_all() -> None:

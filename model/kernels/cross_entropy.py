@@ -43,8 +43,9 @@ def default_chunk_rows(n_tokens: int, dim: int, vocab_size: int) -> int:
     return min(n_tokens, max(MIN_CHUNK_ROWS, math.ceil(n_tokens / n_chunks)))
 
 
-def _chunk_loss_and_logit_grad(hidden_chunk, weight, target_chunk, ignore_index, want_grad):
-    """(sum of losses of the chunk, d(sum of losses)/d logits or None) for one chunk."""
+def _chunk_loss_and_logit_grad(hidden_chunk, weight, target_chunk, ignore_index,
+                               inv_n_valid, want_grad):
+    """(sum of the chunk's losses, d(mean loss)/d logits [rows, vocab] or None)."""
     logits = (hidden_chunk @ weight.T).float()  # [rows, vocab]
     valid = target_chunk != ignore_index
     safe_target = torch.where(valid, target_chunk, 0)
@@ -53,11 +54,11 @@ def _chunk_loss_and_logit_grad(hidden_chunk, weight, target_chunk, ignore_index,
     loss_sum = ((lse - target_logit) * valid).sum()
     if not want_grad:
         return loss_sum, None
-    # d loss_i / d logits_i = softmax(logits_i) - onehot(target_i), zero for ignored rows;
-    # computed in place in the logits buffer so one chunk needs one [rows, vocab] tensor.
+    # d loss_i / d logits_i = (softmax(logits_i) - onehot(target_i)) / n_valid, zero for ignored
+    # rows; computed in place in the logits buffer: a chunk needs one [rows, vocab] tensor.
     grad = logits.sub_(lse[:, None]).exp_()
     grad.scatter_add_(1, safe_target[:, None], torch.full_like(lse[:, None], -1.0))
-    grad.mul_(valid[:, None])
+    grad.mul_((valid * inv_n_valid)[:, None])
     return loss_sum, grad
 
 
@@ -66,6 +67,7 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
 
     hidden [N, D], weight [V, D] (same dtype), targets LongTensor [N]. Returns a float32 scalar.
     Call through `linear_cross_entropy`, which handles dtypes, autocast and grad mode.
+    One backward per forward (the gradient buffers are scaled in place and handed over).
     """
 
     @staticmethod
@@ -75,44 +77,44 @@ class ChunkedLinearCrossEntropy(torch.autograd.Function):
         # mode wants gradients (not under torch.no_grad, e.g. validation).
         want_hidden_grad = compute_grads and ctx.needs_input_grad[0]
         want_weight_grad = compute_grads and ctx.needs_input_grad[1]
-        want_grad = want_hidden_grad or want_weight_grad
         n_valid = (targets != ignore_index).sum()
         inv_n_valid = 1.0 / n_valid.clamp(min=1).float()
         loss_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grad_hidden = torch.empty_like(hidden) if want_hidden_grad else None
-        # Accumulate the weight gradient over chunks in float32 even for bf16 weights.
-        grad_weight = (torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
-                       if want_weight_grad else None)
+        grad_weight = None  # float32 accumulator, even for bf16 weights
         for start in range(0, hidden.shape[0], chunk_rows):
             h = hidden[start:start + chunk_rows]
             chunk_loss, grad_logits = _chunk_loss_and_logit_grad(
-                h, weight, targets[start:start + chunk_rows], ignore_index, want_grad)
+                h, weight, targets[start:start + chunk_rows], ignore_index, inv_n_valid,
+                want_hidden_grad or want_weight_grad)
             loss_sum += chunk_loss
             if grad_logits is None:
                 continue
-            grad_logits = grad_logits.mul_(inv_n_valid).to(hidden.dtype)
+            grad_logits = grad_logits.to(hidden.dtype)
             if want_hidden_grad:
                 torch.matmul(grad_logits, weight, out=grad_hidden[start:start + chunk_rows])
             if want_weight_grad:
-                if weight.dtype == torch.float32:
-                    grad_weight.addmm_(grad_logits.T, h)
+                chunk_grad = grad_logits.T @ h
+                if grad_weight is None:
+                    grad_weight = chunk_grad.float()
                 else:
-                    grad_weight += (grad_logits.T @ h).float()
-        if want_weight_grad:
-            grad_weight = grad_weight.to(weight.dtype)
-        ctx.save_for_backward(grad_hidden, grad_weight)
+                    grad_weight += chunk_grad
+        ctx.grad_hidden = grad_hidden
+        ctx.grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
         # 0/0 = nan when every target is ignored, as F.cross_entropy does.
         return torch.where(n_valid > 0, loss_sum * inv_n_valid, torch.nan)
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_hidden, grad_weight = ctx.saved_tensors
-        scale = grad_loss.to(torch.float32)
-        if grad_hidden is not None:
-            grad_hidden = grad_hidden * scale.to(grad_hidden.dtype)
-        if grad_weight is not None:
-            grad_weight = grad_weight * scale.to(grad_weight.dtype)
-        return grad_hidden, grad_weight, None, None, None, None
+        grads = []
+        for name in ("grad_hidden", "grad_weight"):
+            grad = getattr(ctx, name)
+            setattr(ctx, name, None)  # handed over: a second backward finds nothing
+            if grad is None and ctx.needs_input_grad[len(grads)]:
+                raise RuntimeError("ChunkedLinearCrossEntropy: one backward per forward "
+                                   "(its gradients were computed once, in forward)")
+            grads.append(None if grad is None else grad.mul_(grad_loss.to(grad.dtype)))
+        return grads[0], grads[1], None, None, None, None
 
 
 def _autocast_to_compute_dtype(hidden, weight):

@@ -12,9 +12,9 @@ Names (`FUSED_OPS`):
 - `liger`: liger-kernel's Triton kernels for all three (CUDA): `liger_rms_norm` ("llama"
   casting, as our RMSNorm), `liger_rope` (rotate_half layout, q and k in one kernel),
   `liger_swiglu` (silu(a)·b in one pass, recomputed in backward).
-- `torch`: `torch.nn.functional.rms_norm` with the weight folded in (PyTorch's fused CUDA
-  kernel; runs on CPU too, which is how the seam is tested without a GPU); rotary and SwiGLU
-  stay eager (torch.compile fuses those element-wise ops itself).
+- `torch`: `torch.nn.functional.rms_norm` with the weight folded in (one ATen op, with a
+  fused CUDA kernel in recent torch; runs on CPU too, which is how the seam is tested without
+  a GPU); rotary and SwiGLU stay eager (torch.compile fuses those element-wise ops itself).
 - `auto`: `liger` on CUDA when liger-kernel is installed, else `torch` on CUDA, else `none`.
 """
 
@@ -50,23 +50,23 @@ class FusedOps:
     silu_mul: Callable | None = None
 
 
-def _liger_functional():
-    return import_optional("liger_kernel.transformers.functional", "fused ops 'liger'")
+@lru_cache(maxsize=None)
+def liger_ops() -> FusedOps:
+    """liger-kernel's kernels, bound once (no import machinery inside a compiled forward)."""
+    functional = import_optional("liger_kernel.transformers.functional", "fused ops 'liger'")
 
+    def rms_norm(x, weight, eps):
+        return functional.liger_rms_norm(x, weight, eps)
 
-def liger_rms_norm(x, weight, eps):
-    return _liger_functional().liger_rms_norm(x, weight, eps)
+    def rotary(q, k, cos, sin):
+        # liger_rope takes [B, heads, T, hd] and cos/sin [1, T, hd]; the transposes are views
+        q, k = functional.liger_rope(q.transpose(1, 2), k.transpose(1, 2), cos[None], sin[None])
+        return q.transpose(1, 2), k.transpose(1, 2)
 
+    def silu_mul(gate, up):
+        return functional.liger_swiglu(gate, up)
 
-def liger_rotary(q, k, cos, sin):
-    # liger_rope takes [B, heads, T, hd] and cos/sin [1, T, hd]; transposes are views.
-    q, k = _liger_functional().liger_rope(q.transpose(1, 2), k.transpose(1, 2), cos[None],
-                                          sin[None])
-    return q.transpose(1, 2), k.transpose(1, 2)
-
-
-def liger_silu_mul(gate, up):
-    return _liger_functional().liger_swiglu(gate, up)
+    return FusedOps("liger", rms_norm, rotary, silu_mul)
 
 
 def torch_rms_norm(x, weight, eps):
@@ -87,8 +87,7 @@ def resolve_fused_ops(name: str, device: torch.device | str) -> FusedOps:
         if not cuda:
             raise ModelError(f"fused ops 'liger' need CUDA, the model is on {device} "
                              "(use 'none' or 'torch')")
-        _liger_functional()  # fail now, with the install hint, not inside a forward
-        return FusedOps("liger", liger_rms_norm, liger_rotary, liger_silu_mul)
+        return liger_ops()
     if name == "torch":
         return FusedOps("torch", rms_norm=torch_rms_norm)
     return FusedOps("none")
@@ -130,17 +129,19 @@ def _fused_subclass(base: type, attribute: str, kernel: Callable, ops_name: str)
     return type(f"{base.__name__}_{ops_name}", (base,), {attribute: staticmethod(kernel)})
 
 
-def apply_fused_ops(model: nn.Module, name: str = "auto",
+def apply_fused_ops(model: nn.Module, ops: str | FusedOps = "auto",
                     device: torch.device | str | None = None) -> FusedOps:
     """Swap fused kernels into every RMSNorm / Attention / FeedForward of `model` in place.
 
+    `ops`: a name of `FUSED_OPS`, or a `FusedOps` of your own kernels (same contracts).
     `device`: where the model will run (default: where its parameters are now; pass it for a
-    model still on the meta device). Returns the resolved `FusedOps`. Applying `none` to a
-    model that was never fused is a no-op; apply once, before compile and FSDP.
+    model still on the meta device). Returns the resolved `FusedOps`. Apply once, before
+    torch.compile and FSDP; modules already swapped are left alone.
     """
-    if device is None:
-        device = next(model.parameters()).device
-    ops = resolve_fused_ops(name, device)
+    if isinstance(ops, str):
+        if device is None:
+            device = next(model.parameters()).device
+        ops = resolve_fused_ops(ops, device)
     swaps = [(RMSNorm, FusedRMSNorm, "fused_rms_norm", ops.rms_norm),
              (Attention, FusedRotaryAttention, "fused_rotary", ops.rotary),
              (FeedForward, FusedFeedForward, "fused_silu_mul", ops.silu_mul)]
