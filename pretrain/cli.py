@@ -14,9 +14,19 @@ from pretrain.errors import user_error_types
 # Subcommand name -> module in pretrain/commands. Order is the order of `slm --help`.
 COMMANDS = {
     "model": "pretrain.commands.model",
+    "tokenizer": "pretrain.commands.tokenizer",
+    "data": "pretrain.commands.data",
+    "slurm": "pretrain.commands.slurm",
+    "export": "pretrain.commands.export",
+    "generate": "pretrain.commands.generate",
+    "sweep": "pretrain.commands.sweep",
+    "release": "pretrain.commands.release",
+    "bench": "pretrain.commands.bench",
 }
 # Subcommands that own their whole argument list (LightningCLI parses it, not argparse).
-PASSTHROUGH = {}
+PASSTHROUGH = {
+    "pretrain": ("pretrain.commands.pretrain", "train a model: --config FILE.yaml [--ckpt_path last]"),
+}
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -1,0 +1,110 @@
+"""The Lightning callback that writes checkpoints in the layout of ``pretrain/checkpoint.py``.
+
+Every ``every_n_steps`` optimizer steps, at each token milestone and at the end of training it
+saves Lightning's full training state (model, optimizer, lr scheduler, loop counters, data
+position, RNG states) with ``trainer.save_checkpoint`` — a single file on one device or DDP, a
+torch.distributed.checkpoint directory under FSDP2 — into a temporary directory, adds
+``meta.json`` and renames the directory into place. Then it applies the retention policy and
+redraws the loss plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from lightning.pytorch import Callback
+
+from pretrain import checkpoint as layout
+from pretrain.run_logs import plot_loss
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicCheckpoint(Callback):
+    """Checkpoint every ``every_n_steps`` steps and whenever tokens seen cross a multiple of
+    ``milestone_every_tokens`` (milestones are named by tokens and never deleted); keep the newest
+    ``keep_last`` regular ones (0 = keep all); save once more when training ends."""
+
+    def __init__(self, every_n_steps: int = 1000, milestone_every_tokens: int | None = None,
+                 keep_last: int = 3, save_at_end: bool = True):
+        self.every_n_steps = every_n_steps
+        self.milestone_every_tokens = milestone_every_tokens
+        self.keep_last = keep_last
+        self.save_at_end = save_at_end
+        self.run_config: dict = {}  # the resolved run config; set by the CLI, stored in meta.json
+        self._last_seen_step = -1
+        self._last_saved_step = -1
+        self._milestones_passed = 0
+        self._requested = False
+        self._stop_after_request = False
+
+    def request_checkpoint(self, stop: bool = False) -> None:
+        """Save at the next step boundary (and then stop training if ``stop``). Safe to call from
+        a signal handler: it only sets a flag. For preemption (SLURM's warning signal): resuming
+        from a step boundary is exact, a state saved mid-accumulation would not be."""
+        self._requested = True
+        self._stop_after_request = self._stop_after_request or stop
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._last_seen_step = trainer.global_step
+        self._last_saved_step = trainer.global_step  # the state we resumed from (or step 0) exists
+        if self.milestone_every_tokens:
+            self._milestones_passed = pl_module.tokens_seen // self.milestone_every_tokens
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step == self._last_seen_step:
+            return  # mid-accumulation, or a skipped (non-finite) step: no new state
+        self._last_seen_step = step
+        milestone = False
+        if self.milestone_every_tokens:
+            passed = pl_module.tokens_seen // self.milestone_every_tokens
+            milestone, self._milestones_passed = passed > self._milestones_passed, passed
+        # Any rank may have received a request (a signal): all ranks must save together.
+        requested = trainer.strategy.reduce_boolean_decision(self._requested, all=False)
+        if milestone:
+            self.save(trainer, pl_module, layout.milestone_name(step, pl_module.tokens_seen))
+        elif requested or (self.every_n_steps and step % self.every_n_steps == 0):
+            self.save(trainer, pl_module, layout.step_name(step))
+        if requested:
+            self._requested = False
+            if trainer.strategy.reduce_boolean_decision(self._stop_after_request, all=False):
+                trainer.should_stop = True
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.save_at_end and trainer.global_step != self._last_saved_step:
+            self.save(trainer, pl_module, layout.step_name(trainer.global_step))
+
+    def save(self, trainer, pl_module, name: str) -> None:
+        started = time.perf_counter()
+        run_dir = trainer.default_root_dir
+        if trainer.is_global_zero:
+            layout.begin_checkpoint(run_dir, name)
+        trainer.strategy.barrier("checkpoint-begin")
+        tmp = layout.checkpoints_dir(run_dir) / f"{layout.TMP_PREFIX}{name}"
+        trainer.save_checkpoint(tmp / layout.STATE_NAME)
+        trainer.strategy.barrier("checkpoint-written")
+        if trainer.is_global_zero:
+            final = layout.commit_checkpoint(tmp, self._meta(trainer, pl_module, tmp))
+            layout.apply_retention(run_dir, self.keep_last)
+            plot_loss(run_dir)
+            log.info("saved checkpoint %s (%.1f s)", final, time.perf_counter() - started)
+        trainer.strategy.barrier("checkpoint-committed")
+        self._last_saved_step = trainer.global_step
+
+    def _meta(self, trainer, pl_module, tmp) -> dict:
+        datamodule = trainer.datamodule
+        return {
+            "step": trainer.global_step,
+            "tokens_seen": pl_module.tokens_seen,
+            "samples_consumed": getattr(datamodule, "samples_consumed", None),
+            "skipped_steps": pl_module.skipped_steps,
+            "model_config": dataclasses.asdict(pl_module.model_config),
+            "config": self.run_config,
+            "tokenizer_dir": getattr(datamodule, "tokenizer_dir", None),
+            "format": "dcp" if (tmp / layout.STATE_NAME).is_dir() else "torch",
+            "world_size": trainer.world_size,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }

@@ -1,0 +1,217 @@
+"""`slm pretrain --config FILE.yaml [--section.key value ...] [--ckpt_path last]`: LightningCLI fit.
+
+The command line is parsed by LightningCLI (jsonargparse): ``model:`` → ``PretrainModule``,
+``data:`` → ``PretrainDataModule``, ``trainer:`` → ``lightning.Trainer``, ``checkpoint:`` →
+``PeriodicCheckpoint``; ``seed_everything`` seeds weights and data order. Before any training
+work it checks the batch arithmetic, the checkpoint to resume from (its model shape) and the
+data's vocabulary; then it saves the resolved config to ``RUN_DIR/config.yaml`` and fits.
+
+``--ckpt_path last`` resumes from the newest complete checkpoint of the run directory and
+starts fresh when there is none yet, so the same command both starts and continues a run
+(what SLURM requeueing relies on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from pretrain.errors import PretrainError
+
+log = logging.getLogger(__name__)
+
+# Fields that decide the shapes of the weights: a checkpoint must agree on all of them.
+SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "tie_embeddings")
+
+
+def run(argv: list[str]) -> int:
+    _quiet_lightning()
+    cli = _parse(argv)
+    from pretrain.checkpointing import PeriodicCheckpoint
+
+    trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
+    run_dir = Path(trainer.default_root_dir)
+    plan = datamodule.plan_for(trainer.num_devices * trainer.num_nodes)
+    module.accumulation = plan.accumulation
+    module.lr_schedule(max_steps=trainer.max_steps)  # a bad schedule fails now, not after setup
+    from pretrain.checkpoint import resolve_ckpt_path
+
+    ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
+    if ckpt_path is not None:
+        check_checkpoint_shape(ckpt_path.parent, module.model_config)
+        check_checkpoint_strategy(ckpt_path, trainer.strategy)
+    datamodule.prepare_and_inspect()
+    datamodule.check_vocab(module.model_config.vocab_size)
+    trainer.val_check_interval = datamodule.val_every_n_steps * plan.accumulation
+    trainer.check_val_every_n_epoch = None
+    run_config = _resolved_config(cli)
+    for callback in trainer.callbacks:
+        if isinstance(callback, PeriodicCheckpoint):
+            callback.run_config = run_config
+    # Under srun every task runs this; SLURM_LOCALID/SLURM_NODEID say which one is first.
+    first_process = (os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")) == "0"
+                     and os.environ.get("NODE_RANK", os.environ.get("SLURM_NODEID", "0")) == "0")
+    if first_process:
+        _write_config(cli, run_dir)
+        log.info("run directory: %s", run_dir)
+        log.info(plan.describe())
+        log.info("resuming from %s" if ckpt_path else "starting from scratch%s",
+                 ckpt_path.parent if ckpt_path else "")
+    # Our checkpoints hold only tensors and plain values: load them without unpickling code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                weights_only=True)
+    if trainer.is_global_zero:
+        _report(run_dir, cli.config.get("sample_prompt"), cli.config.get("sample_tokens"))
+    return 0
+
+
+def _is_first_process() -> bool:
+    """Rank 0 before Lightning has set ranks up (launched children and srun tasks carry env vars)."""
+    for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
+        if os.environ.get(variable, "0") != "0":
+            return False
+    return True
+
+
+def check_checkpoint_shape(checkpoint_dir: Path, model_config) -> None:
+    """PretrainError when the checkpoint's weights have another shape than ``model_config``."""
+    from pretrain.checkpoint import read_checkpoint_meta
+
+    saved = read_checkpoint_meta(checkpoint_dir)["model_config"]
+    wanted = dataclasses.asdict(model_config)
+    diff = [f"{k}={saved.get(k)} vs {wanted[k]}" for k in SHAPE_FIELDS if saved.get(k) != wanted[k]]
+    if diff:
+        raise PretrainError(f"checkpoint has another model shape than the config: {', '.join(diff)} "
+                            f"(checkpoint vs model) ({checkpoint_dir})")
+
+
+def check_checkpoint_strategy(state_path: Path, strategy) -> None:
+    """A sharded (torch.distributed.checkpoint) state loads only under FSDP2, at any world size."""
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    if state_path.is_dir() and not isinstance(strategy, ModelParallelStrategy):
+        raise PretrainError(f"checkpoint is sharded (FSDP2): resume it with --trainer.strategy fsdp2 "
+                            f"(any number of devices) or export it with `slm export` ({state_path.parent})")
+
+
+def _cli_class():
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    from pretrain.checkpointing import PeriodicCheckpoint
+    import pretrain.parallelize  # noqa: F401  registers `strategy: fsdp2`
+
+    class PretrainCLI(LightningCLI):
+        """LightningCLI with our run-directory conventions (loggers, checkpoints, one seed)."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            parser.add_argument("--ckpt_path", type=str | None, default=None,
+                                help="checkpoint to resume: a checkpoint directory, or `last` = the "
+                                     "newest complete one in the run directory (none yet: start fresh)")
+            parser.add_argument("--sample_prompt", type=str | None, default=None,
+                                help="after training, print a sample continuing this prompt")
+            parser.add_argument("--sample_tokens", type=int, default=64, help="length of that sample")
+            parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
+            parser.link_arguments("seed_everything", "model.init_seed")
+            parser.link_arguments("seed_everything", "data.seed")
+            parser.set_defaults({"trainer.enable_checkpointing": False,
+                                 "trainer.check_val_every_n_epoch": None,
+                                 "trainer.num_sanity_val_steps": 0,
+                                 "trainer.default_root_dir": "runs/pretrain"})
+
+        def instantiate_trainer(self, **kwargs):
+            trainer_config = self.config_init["trainer"]
+            if trainer_config.get("enable_progress_bar") is not False:
+                from lightning.pytorch.callbacks import ProgressBar
+
+                from pretrain.progress import StepProgressBar
+
+                callbacks = trainer_config.get("callbacks") or []
+                if not any(isinstance(c, ProgressBar) for c in callbacks):
+                    trainer_config["callbacks"] = [*callbacks, StepProgressBar()]
+            logger = self.config["trainer"].get("logger")
+            if logger is None or logger is True:
+                from lightning.pytorch.loggers import TensorBoardLogger
+
+                from pretrain.run_logs import MetricsCSVLogger
+
+                run_dir = self.config["trainer"]["default_root_dir"]
+                kwargs["logger"] = [MetricsCSVLogger(run_dir),
+                                    TensorBoardLogger(run_dir, name="tensorboard", version="")]
+            return super().instantiate_trainer(**kwargs)
+
+    return PretrainCLI
+
+
+def _parse(argv: list[str]):
+    """Parse and instantiate; any config mistake becomes one PretrainError line."""
+    from pretrain.datamodule import PretrainDataModule
+    from pretrain.module import PretrainModule
+
+    cli_class = _cli_class()
+    try:
+        return cli_class(
+            PretrainModule, PretrainDataModule, run=False, args=argv,
+            save_config_callback=None, seed_everything_default=1234,
+            parser_kwargs={"prog": "slm pretrain", "exit_on_error": False},
+            auto_configure_optimizers=False,
+        )
+    except argparse.ArgumentError as e:
+        raise PretrainError(_one_line(str(e))) from None
+
+
+def _quiet_lightning() -> None:
+    """Lightning logs through its own handlers (duplicating our root handler's lines) and warns
+    about things that are intended here; keep its messages, once, and drop those warnings."""
+    import warnings
+
+    import lightning  # noqa: F401  (adds its handlers on import: remove them after)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter is intended.*")
+    warnings.filterwarnings("ignore", message=".*`srun` command is available on your system.*")
+    warnings.filterwarnings("ignore", message=".*IterableDataset` has `__len__` defined.*")
+    warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's multi-line messages ("Parser key "x":\\n  Expected ...") in one line."""
+    lines = [line.strip(" -") for line in message.strip().splitlines() if line.strip(" -")]
+    return "; ".join(lines[:3]) + " (slm pretrain)"
+
+
+def _resolved_config(cli) -> dict:
+    import yaml
+
+    dumped = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False, skip_check=True))
+    dumped.pop("config", None)
+    return dumped
+
+
+def _write_config(cli, run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / ".tmp-config.yaml"
+    text = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
+    tmp.write_text("# Resolved config of the latest `slm pretrain` invocation in this directory.\n" + text)
+    os.replace(tmp, run_dir / "config.yaml")
+
+
+def _report(run_dir: Path, sample_prompt: str | None, sample_tokens: int | None) -> None:
+    from pretrain.checkpoint import latest_checkpoint
+    from pretrain.run_logs import plot_loss
+
+    plot = plot_loss(run_dir)
+    checkpoint = latest_checkpoint(run_dir)
+    if sample_prompt is not None and checkpoint is not None:
+        from pretrain.export import generate_text
+
+        text = generate_text(checkpoint, sample_prompt, max_new_tokens=sample_tokens or 64,
+                             temperature=0.8, top_k=50, seed=0)
+        print(f"\n--- sample (prompt {sample_prompt!r}) ---\n{text}\n---")
+    print(f"checkpoint: {checkpoint}")
+    print(f"metrics:    {run_dir / 'metrics.csv'}  (TensorBoard: tensorboard --logdir {run_dir / 'tensorboard'})")
+    print(f"loss plot:  {plot}")

@@ -1,0 +1,177 @@
+"""The LightningDataModule: prepared token shards → per-rank micro-batches, with the batch
+arithmetic (global batch in tokens → micro-batches and accumulation) checked up front.
+
+Resume is exact and independent of world size and worker count: the data position is one
+number, ``samples_consumed`` (global samples taken by training steps so far, saved in every
+checkpoint), and the training stream restarts at that global sample index
+(``data.StreamingTokenDataset(start_sample=...)``), whose order depends only on the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from pretrain.errors import PretrainError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataSource:
+    """A prepared data directory (``slm data prepare`` output) and its mixing weight."""
+
+    path: str
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """How one optimizer step's ``global_batch_tokens`` are cut into micro-batches."""
+
+    global_batch_tokens: int
+    seq_len: int
+    micro_batch_size: int
+    world_size: int
+    accumulation: int
+
+    @property
+    def global_batch_samples(self) -> int:
+        return self.global_batch_tokens // self.seq_len
+
+    def describe(self) -> str:
+        return (f"global batch {self.global_batch_tokens:,} tokens = {self.global_batch_samples} "
+                f"sequences of {self.seq_len} = micro-batch {self.micro_batch_size} × "
+                f"{self.world_size} ranks × {self.accumulation} accumulation steps")
+
+
+def plan_batches(global_batch_tokens: int, seq_len: int, micro_batch_size: int, world_size: int) -> BatchPlan:
+    """Derive gradient accumulation; PretrainError unless it divides exactly."""
+    if min(global_batch_tokens, seq_len, micro_batch_size, world_size) < 1:
+        raise PretrainError(f"global_batch_tokens, seq_len and micro_batch_size must be positive, got "
+                            f"{global_batch_tokens}, {seq_len}, {micro_batch_size} (data)")
+    per_micro_step = seq_len * micro_batch_size * world_size
+    if global_batch_tokens % per_micro_step:
+        raise PretrainError(
+            f"global_batch_tokens {global_batch_tokens} is not divisible by seq_len × micro_batch_size × "
+            f"world_size = {seq_len} × {micro_batch_size} × {world_size} = {per_micro_step} "
+            f"(data.global_batch_tokens)")
+    return BatchPlan(global_batch_tokens, seq_len, micro_batch_size, world_size,
+                     global_batch_tokens // per_micro_step)
+
+
+class PretrainDataModule(L.LightningDataModule):
+    """Training and validation streams over one or more prepared directories.
+
+    Args:
+        path: one prepared directory (shorthand for ``sources: [{path: ..., weight: 1}]``).
+        sources: prepared directories mixed by weight (e.g. SlimPajama 0.6936, StarCoder 0.3064).
+        seq_len: tokens per training sequence.
+        global_batch_tokens: tokens per optimizer step over all ranks; must be a multiple of
+            ``seq_len × micro_batch_size × world_size`` (the quotient is the accumulation).
+        micro_batch_size: sequences per forward/backward on one device.
+        num_workers: DataLoader worker processes per rank (the order does not depend on it).
+        seed: data order seed (linked to ``seed_everything`` by the CLI).
+        val_every_n_steps: validate every this many optimizer steps.
+        val_sequences: sequences per validation over all ranks (None = the whole validation
+            split); the same sequences whatever the world size.
+        document_ids: also load document ids (for document-masked attention).
+        demo_corpus: ``stdlib`` builds ``path`` on first use from the running Python's standard
+            library sources (tokenizer + shards; no download) — the README demo; None = off.
+        demo_vocab_size: vocabulary of the demo tokenizer.
+    """
+
+    def __init__(self, path: str | None = None, sources: list[DataSource] | None = None,
+                 seq_len: int = 2048, global_batch_tokens: int = 2048 * 1024,
+                 micro_batch_size: int = 8, num_workers: int = 2, seed: int = 0,
+                 val_every_n_steps: int = 1000, val_sequences: int | None = 512,
+                 document_ids: bool = False, demo_corpus: str | None = None,
+                 demo_vocab_size: int = 4096):
+        super().__init__()
+        if (path is None) == (not sources):
+            raise PretrainError("give exactly one of data.path or data.sources (data)")
+        self.sources = [DataSource(path)] if path is not None else [
+            s if isinstance(s, DataSource) else DataSource(**s) for s in sources]
+        if demo_corpus not in (None, "stdlib"):
+            raise PretrainError(f"unknown demo corpus {demo_corpus!r}; the only one is stdlib (data.demo_corpus)")
+        if demo_corpus and len(self.sources) != 1:
+            raise PretrainError("data.demo_corpus builds a single data.path, not data.sources (data.demo_corpus)")
+        self.seq_len, self.global_batch_tokens = seq_len, global_batch_tokens
+        self.micro_batch_size, self.num_workers, self.seed = micro_batch_size, num_workers, seed
+        self.val_every_n_steps, self.val_sequences = val_every_n_steps, val_sequences
+        self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
+        self.plan: BatchPlan | None = None
+        self.samples_consumed = 0  # global training samples consumed by completed micro-steps
+        self.vocab_size: int | None = None
+        self.tokenizer_dir: str | None = None
+
+    # ---- called by the CLI before training, on every rank --------------------------------
+    def plan_for(self, world_size: int) -> BatchPlan:
+        """Check and fix the batch arithmetic for ``world_size`` ranks (no data is touched)."""
+        self.plan = plan_batches(self.global_batch_tokens, self.seq_len, self.micro_batch_size, world_size)
+        return self.plan
+
+    def prepare_and_inspect(self) -> None:
+        """Build the demo data if asked, then read the manifests: vocab size and tokenizer."""
+        if self.demo_corpus:
+            from pretrain.demo_data import ensure_stdlib_demo_data
+
+            ensure_stdlib_demo_data(Path(self.sources[0].path), vocab_size=self.demo_vocab_size)
+        from data.shards import read_manifest
+
+        manifests = [read_manifest(Path(s.path)) for s in self.sources]
+        self.vocab_size = max(m["tokenizer"]["vocab_size"] for m in manifests)
+        self.tokenizer_dir = manifests[0]["tokenizer"].get("path")
+
+    def check_vocab(self, model_vocab_size: int) -> None:
+        """The model must embed every token id of the data, padded by at most a multiple of 128."""
+        data_vocab = self.vocab_size
+        padded = -(-data_vocab // 128) * 128
+        if not data_vocab <= model_vocab_size <= padded:
+            raise PretrainError(
+                f"model vocab_size {model_vocab_size} does not fit the data's tokenizer "
+                f"(vocab {data_vocab}, {self.sources[0].path}); set model.vocab_size to "
+                f"{data_vocab} (or up to {padded} for padding) (model.vocab_size)")
+
+    # ---- Lightning hooks -----------------------------------------------------------------
+    def _dataset(self, split: str, start_sample: int = 0, num_samples: int | None = None):
+        from data import StreamingTokenDataset
+
+        return StreamingTokenDataset(
+            [(s.path, s.weight) for s in self.sources], split, seq_len=self.seq_len,
+            micro_batch_size=self.micro_batch_size, seed=self.seed, rank=self.trainer.global_rank,
+            world_size=self.trainer.world_size, start_sample=start_sample,
+            document_ids=self.document_ids, num_samples=num_samples)
+
+    def _loader(self, dataset, num_workers: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.micro_batch_size, num_workers=num_workers,
+                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
+
+    def train_dataloader(self) -> DataLoader:
+        if self.samples_consumed:
+            log.info("resuming the training stream at global sample %d", self.samples_consumed)
+        return self._loader(self._dataset("train", self.samples_consumed), self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        # Validation runs in the training process between steps: no worker start-up per round.
+        # The first val_sequences of the (unshuffled) split, divided among the ranks.
+        dataset = self._dataset("val")
+        if self.val_sequences is not None:
+            dataset = self._dataset("val", num_samples=min(self.val_sequences, dataset.num_samples))
+        return self._loader(dataset, 0)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.trainer.training:
+            self.samples_consumed += self.micro_batch_size * self.trainer.world_size
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"samples_consumed": self.samples_consumed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.samples_consumed = int(state_dict["samples_consumed"])

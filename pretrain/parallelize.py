@@ -1,0 +1,157 @@
+"""Parallelism applied to ``model.Llama`` from the outside, in torchtitan's order:
+activation checkpointing → ``torch.compile`` → FSDP2, each per transformer block.
+
+The model stays a plain ``nn.Module``. Under ``FSDP2Strategy`` (Lightning's
+``ModelParallelStrategy`` set up for pure data parallelism, registered as ``strategy: fsdp2``)
+every block and then the root are ``fully_shard``-ed: over all ranks on one node, or as HSDP
+(shard within a node, replicate across nodes) when ``num_nodes > 1``. It runs on CPU with gloo,
+which is how the tests exercise it; single device and DDP use the same model without sharding.
+
+Initialisation is meta-device construction + ``to_empty`` + ``init_weights()`` on GPU (no rank
+ever holds the full fp32 model), and full construction on CPU, where models are small and where
+initialising the full tensor before sharding makes an N-rank run bit-identical to a 1-rank run.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import torch
+from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+AC_MODES = ("none", "full", "selective")
+
+
+class FSDP2Strategy(ModelParallelStrategy):
+    """FSDP2 data parallelism over every rank (``hsdp=True`` and several nodes: shard within a
+    node, replicate across nodes). Checkpoints are torch.distributed.checkpoint directories."""
+
+    def __init__(self, hsdp: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.hsdp = hsdp
+        self._hsdp_mesh = None
+
+    def setup_environment(self) -> None:
+        # Pure data parallelism: one data-parallel dimension spanning all ranks, no tensor parallel.
+        self._data_parallel_size = self.num_nodes * self.num_processes
+        self._tensor_parallel_size = 1
+        super().setup_environment()
+
+    @property
+    def fsdp_mesh(self):
+        """The mesh ``fully_shard`` uses: 1-D over all ranks, or 2-D (replicate, shard) for HSDP."""
+        if self.hsdp and self.num_nodes > 1:
+            if self._hsdp_mesh is None:
+                from torch.distributed.device_mesh import init_device_mesh
+
+                self._hsdp_mesh = init_device_mesh(
+                    self.root_device.type, (self.num_nodes, self.num_processes),
+                    mesh_dim_names=("replicate", "shard"))
+            return self._hsdp_mesh
+        return self.device_mesh["data_parallel"]
+
+
+if "fsdp2" not in StrategyRegistry:
+    StrategyRegistry.register("fsdp2", FSDP2Strategy, description="FSDP2 (fully_shard per block), HSDP across nodes")
+
+
+def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: str = "bf16",
+                         activation_checkpointing: str = "none", compile: bool = False) -> nn.Module:
+    """Construct, parallelise, materialise and initialise a ``Llama`` for ``strategy``'s device(s).
+    The initial weights depend only on ``(config, init_seed)``, not on the strategy or world size
+    (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
+    from model import Llama
+
+    device = strategy.root_device
+    sharded = isinstance(strategy, ModelParallelStrategy)
+    meta_init = sharded and device.type != "cpu"
+    init_device = torch.device("meta") if meta_init else (torch.device("cpu") if sharded else device)
+    with torch.device(init_device):
+        model = Llama(config)
+    if not meta_init:
+        _init_weights(model, init_seed, device)
+    apply_activation_checkpointing(model, activation_checkpointing)
+    if compile:
+        apply_compile(model)
+    if sharded:
+        param_dtype = torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32
+        apply_fsdp(model, strategy.fsdp_mesh, param_dtype=param_dtype)
+    if meta_init:
+        model.to_empty(device=device)
+        _init_weights(model, init_seed, device)
+    else:
+        model.to(device)
+    return model
+
+
+def _init_weights(model: nn.Module, seed: int, device: torch.device) -> None:
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model.init_weights()
+
+
+def apply_activation_checkpointing(model: nn.Module, mode: str) -> None:
+    """Wrap each block: ``full`` recomputes the whole block in backward; ``selective`` saves the
+    outputs of matmuls and attention and recomputes only cheap element-wise ops and norms."""
+    if mode == "none":
+        return
+    from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import checkpoint_wrapper
+    from torch.utils.checkpoint import create_selective_checkpoint_contexts
+
+    kwargs = {}
+    if mode == "selective":
+        kwargs["context_fn"] = partial(create_selective_checkpoint_contexts, _save_matmuls_policy)
+    for index, block in enumerate(model.layers):
+        model.layers[index] = checkpoint_wrapper(block, preserve_rng_state=False, **kwargs)
+
+
+def _save_matmuls_policy(ctx, op, *args, **kwargs):
+    from torch.utils.checkpoint import CheckpointPolicy
+
+    return CheckpointPolicy.MUST_SAVE if op in _SAVED_OPS else CheckpointPolicy.PREFER_RECOMPUTE
+
+
+_SAVED_OPS = {
+    torch.ops.aten.mm.default,
+    torch.ops.aten.addmm.default,
+    torch.ops.aten.bmm.default,
+    torch.ops.aten._scaled_dot_product_flash_attention.default,
+    torch.ops.aten._scaled_dot_product_efficient_attention.default,
+    torch.ops.aten._scaled_dot_product_cudnn_attention.default,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+}
+
+
+def apply_compile(model: nn.Module) -> None:
+    """``torch.compile`` each block in place (parameter names and checkpoints are unchanged)."""
+    for block in model.layers:
+        block.compile(fullgraph=True)
+
+
+def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float32) -> None:
+    """``fully_shard`` each block, then the root (embeddings, final norm, output head).
+    The last block keeps its parameters gathered after forward: backward starts with it."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+    policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    last = len(model.layers) - 1
+    for index, block in enumerate(model.layers):
+        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=index < last)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+
+
+def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
+    """Global L2 norm of all gradients (over every rank's shards), clipped to ``max_norm`` in
+    place when finite. Returns the norm before clipping as a plain (replicated) tensor."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0)
+    if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2: reduce the partial norms
+        norm = norm.full_tensor()
+    if max_norm != float("inf") and torch.isfinite(norm):
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+    return norm

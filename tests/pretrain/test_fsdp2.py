@@ -1,0 +1,58 @@
+"""FSDP2 (fully_shard per block, ModelParallelStrategy) on 2 gloo processes trains exactly like
+one process, writes a sharded checkpoint, and that checkpoint resumes and exports on 1 process."""
+
+import pytest
+import torch
+
+from tests.fixtures.pretrain import metrics_losses, tiny_config
+
+pytestmark = pytest.mark.slow
+
+FSDP2 = {"strategy": "fsdp2"}
+
+
+@pytest.fixture(scope="module")
+def fsdp2_run(pretrain_data, tmp_path_factory):
+    from tests.fixtures.pretrain import _slm_pretrain
+
+    run_dir = tmp_path_factory.mktemp("fsdp2") / "run"
+    _slm_pretrain("--config", tiny_config(run_dir, pretrain_data, trainer={**FSDP2, "devices": 2}))
+    return run_dir
+
+
+def test_two_sharded_processes_log_the_losses_of_one_process(fsdp2_run, trained_run):
+    sharded, single = metrics_losses(fsdp2_run), metrics_losses(trained_run)
+    assert sorted(sharded) == sorted(single) == [1, 2, 3, 4]
+    for step in single:
+        assert abs(sharded[step] - single[step]) <= 1e-5, (step, sharded[step], single[step])
+    val_sharded, val_single = metrics_losses(fsdp2_run, "val_loss"), metrics_losses(trained_run, "val_loss")
+    assert abs(val_sharded[4] - val_single[4]) <= 1e-5
+
+
+def test_the_checkpoint_is_a_sharded_dcp_directory_with_one_file_per_rank(fsdp2_run):
+    from pretrain.checkpoint import read_checkpoint_meta
+
+    state = fsdp2_run / "checkpoints" / "step-000002" / "lightning.ckpt"
+    assert state.is_dir() and len(list(state.glob("*.distcp"))) == 2
+    meta = read_checkpoint_meta(state.parent)
+    assert meta["format"] == "dcp" and meta["world_size"] == 2 and meta["samples_consumed"] == 16
+
+
+def test_the_sharded_checkpoint_resumes_on_one_process(fsdp2_run, pretrain_data, tmp_path, run_pretrain):
+    resumed_dir = tmp_path / "resumed"
+    run_pretrain("--config", tiny_config(resumed_dir, pretrain_data, trainer=FSDP2),
+                 "--ckpt_path", fsdp2_run / "checkpoints" / "step-000002")
+    resumed, straight = metrics_losses(resumed_dir), metrics_losses(fsdp2_run)
+    assert sorted(resumed) == [3, 4]
+    for step in (3, 4):
+        assert abs(resumed[step] - straight[step]) <= 1e-5
+    assert 4 in metrics_losses(resumed_dir, "val_loss")  # validation stays on the step schedule
+
+
+def test_sharded_and_single_file_checkpoints_export_the_same_model(fsdp2_run, trained_run):
+    from pretrain.export import load_model
+
+    sharded = load_model(fsdp2_run / "checkpoints" / "step-000004")
+    single = load_model(trained_run / "checkpoints" / "step-000004")
+    tokens = torch.randint(0, 1024, (2, 16))
+    torch.testing.assert_close(sharded(tokens), single(tokens), rtol=0, atol=1e-4)
