@@ -3,8 +3,9 @@
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    # CUDA-only kernels: installed from wheels on GPU nodes, never needed on CPU.
-    "cuda": ["flash-attn", "xformers", "liger-kernel", "torchao"],
+    # CUDA-only kernels that install from wheels on GPU nodes; never needed on CPU. flash-attn
+    # (source archive only) and xformers (wheels pin one torch) are installed by hand (README).
+    "cuda": ["liger-kernel", "torchao"],
     # Hugging Face interop: exports, parity tests, Hub releases.
     "hf": ["transformers>=4.45", "huggingface_hub>=0.25", "tokenizers>=0.20", "protobuf"],
     "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
@@ -31,6 +32,7 @@ setup(
         "tqdm>=4.60",
         "pyyaml>=6",
         "scipy>=1.10",
+        "threadpoolctl>=3.1",
         "matplotlib>=3.7",
         "tensorboard>=2.14",
     ],

@@ -1,0 +1,138 @@
+"""`slm sweep plan|run|collect|fit`: scaling-law experiments, from a plan to fitted laws.
+
+    slm sweep plan --config configs/scaling/X.yaml --output DIR   # plan.csv + one config per run
+    slm sweep run DIR [--slurm ...]                               # train each run (resumable)
+    slm sweep collect DIR                                         # DIR/results.csv
+    slm sweep fit --results DIR/results.csv --output DIR/fit      # fit.json, report.md, plots
+"""
+
+from __future__ import annotations
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("sweep", help="scaling-law sweeps: plan, run, collect, fit",
+                                   description=__doc__.split("\n\n")[0])
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=type(parser))
+    verbs.required = True
+
+    plan = verbs.add_parser("plan", help="plan a sweep: plan.csv + one pretraining config per run")
+    plan.add_argument("--config", required=True, help="sweep recipe (configs/scaling/*.yaml)")
+    plan.add_argument("--output", required=True, help="sweep directory to create")
+    plan.set_defaults(func=run_plan)
+
+    run = verbs.add_parser("run", help="train every planned run that is not finished yet")
+    run.add_argument("sweep_dir", help="directory made by `slm sweep plan`")
+    run.add_argument("--runs", default=None,
+                     help="comma-separated run names to train (default: all)")
+    run.add_argument("--train-command", default=None,
+                     help="training command each run's `--config FILE --ckpt_path last` is "
+                          "appended to (default: this Python's `slm pretrain`)")
+    run.add_argument("--slurm", action="store_true",
+                     help="submit the runs as one SLURM job array instead of training here")
+    run.add_argument("--slurm-args", default="",
+                     help="extra flags for `slm slurm submit` (e.g. \"--partition gpu --time 4:00:00\")")
+    run.set_defaults(func=run_run)
+
+    collect = verbs.add_parser("collect", help="final validation loss of each run → results.csv")
+    collect.add_argument("sweep_dir", help="directory made by `slm sweep plan`")
+    collect.add_argument("--allow-missing", action="store_true",
+                         help="skip runs that have not finished instead of failing")
+    collect.set_defaults(func=run_collect)
+
+    fit = verbs.add_parser("fit", help="fit scaling laws to a results CSV")
+    fit.add_argument("--results", required=True,
+                     help="CSV with params,tokens,loss (+ flops, run, budget)")
+    fit.add_argument("--output", required=True, help="directory for fit.json, report.md, plots")
+    fit.add_argument("--fits", default=None,
+                     help="comma list of 3,2,overtrain (default: 3, plus 2 and overtrain when "
+                          "the data allow them)")
+    fit.add_argument("--bootstrap", type=int, default=100,
+                     help="bootstrap resamples for standard errors (0: none; default 100)")
+    fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    fit.add_argument("--budgets", default=None,
+                     help="comma list of FLOP budgets for the frontier table")
+    fit.add_argument("--target-loss", type=float, default=None,
+                     help="target loss for the inference-aware optimum (default: the "
+                          "compute-optimal loss at TinyLlama's training compute)")
+    fit.add_argument("--inference-tokens", default=None,
+                     help="comma list of inference token counts (default 0,1e10,1e11,1e12,1e13)")
+    fit.add_argument("--holdout-params", type=float, default=None,
+                     help="over-training fit: hold out runs with at least this many params "
+                          "(default: the largest size)")
+    fit.add_argument("--columns", default=None,
+                     help="map other column names onto ours, e.g. "
+                          "\"params=Model Size,flops=Training FLOP\"")
+    fit.set_defaults(func=run_fit)
+
+
+def _floats(text: str | None, flag: str) -> list[float] | None:
+    from pretrain.errors import PretrainError
+
+    if text is None:
+        return None
+    try:
+        values = [float(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise PretrainError(f"expected a comma list of numbers, got {text!r} ({flag})") from None
+    if not values:
+        raise PretrainError(f"expected a comma list of numbers, got {text!r} ({flag})")
+    return values
+
+
+def run_fit(args) -> int:
+    from pretrain.errors import PretrainError
+    from pretrain.scaling.results import parse_column_map, read_results
+
+    if args.bootstrap < 0:
+        raise PretrainError(f"--bootstrap must be ≥ 0, got {args.bootstrap}")
+    budgets = _floats(args.budgets, "--budgets")
+    if budgets and min(budgets) <= 0:
+        raise PretrainError("budgets must be positive (--budgets)")
+    inference_tokens = _floats(args.inference_tokens, "--inference-tokens")
+    if inference_tokens and min(inference_tokens) < 0:
+        raise PretrainError("inference token counts must be ≥ 0 (--inference-tokens)")
+    # Inputs first (numpy only), the fitting stack (scipy, matplotlib) after: mistakes are fast.
+    results = read_results(args.results, parse_column_map(args.columns))
+    from pretrain.scaling.analysis import DEFAULT_INFERENCE_TOKENS, analyse, parse_fits, \
+        write_outputs
+
+    analysis = analyse(results, fits=parse_fits(args.fits), bootstrap=args.bootstrap,
+                       seed=args.seed, budgets=budgets, target_loss=args.target_loss,
+                       inference_tokens=inference_tokens or DEFAULT_INFERENCE_TOKENS,
+                       holdout_params=args.holdout_params)
+    paths = write_outputs(analysis, args.output)
+    law = analysis.approach3.law
+    print(f"approach 3: E={law.E:.4g} A={law.A:.4g} B={law.B:.4g} alpha={law.alpha:.4f} "
+          f"beta={law.beta:.4f}  (N_opt ∝ C^{law.params_exponent:.3f}, "
+          f"D_opt ∝ C^{law.tokens_exponent:.3f}; fit {analysis.approach3.seconds:.1f} s)")
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def run_plan(args) -> int:
+    from pretrain.scaling.plan import plan_sweep
+
+    plan_csv = plan_sweep(args.config, args.output)
+    print(f"wrote {plan_csv}")
+    return 0
+
+
+def run_run(args) -> int:
+    import shlex
+
+    from pretrain.scaling.runner import run_sweep, submit_sweep
+
+    runs = [r.strip() for r in args.runs.split(",") if r.strip()] if args.runs else None
+    if args.slurm:
+        return submit_sweep(args.sweep_dir, runs=runs, slurm_args=args.slurm_args)
+    command = shlex.split(args.train_command) if args.train_command else None
+    return run_sweep(args.sweep_dir, runs=runs, train_command=command)
+
+
+def run_collect(args) -> int:
+    from pretrain.scaling.collect import collect_sweep
+
+    path, count = collect_sweep(args.sweep_dir, allow_missing=args.allow_missing)
+    print(f"wrote {path} ({count} runs)")
+    return 0

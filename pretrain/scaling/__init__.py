@@ -1,0 +1,3 @@
+"""Scaling-law experiments: plan sweeps over the model ladder, run and collect them, and fit
+Chinchilla's approaches 2 and 3, Gadre et al.'s over-training law and Sardana et al.'s
+inference-aware optimum (`slm sweep plan|run|collect|fit`, pretrain/commands/sweep.py)."""

@@ -1,0 +1,194 @@
+"""`slm sweep fit`: run the requested fits on a results file and assemble ``fit.json``.
+
+Fits: ``3`` (Chinchilla approach 3, always possible with ≥ 6 points), ``2`` (isoFLOP
+parabolas; needs ≥ 2 budgets with ≥ 3 sizes each) and ``overtrain`` (Gadre et al.; ≥ 5
+points). Asked for explicitly, a fit the data cannot support is a user error; by default (no
+``fits``) approach 3 is required and the others run when the data allow, else are recorded as
+skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from pretrain.errors import PretrainError
+from pretrain.scaling import fit_approach2, fit_approach3, fit_overtrain
+from pretrain.scaling.references import tinyllama_point
+from pretrain.scaling.results import Results
+
+FITS = ("3", "2", "overtrain")
+DEFAULT_INFERENCE_TOKENS = (0.0, 1e10, 1e11, 1e12, 1e13)
+APPROACH2_NEEDS = (f"fewer than {fit_approach2.MIN_BUDGETS} isoFLOP budgets with "
+                   f"≥ {fit_approach2.MIN_SIZES_PER_BUDGET} sizes and a minimum")
+
+
+@dataclass
+class Analysis:
+    results: Results
+    approach3: fit_approach3.Approach3Fit
+    approach2: fit_approach2.Approach2Fit | None
+    overtrain: fit_overtrain.OvertrainFit | None
+    summary: dict  # the content of fit.json
+
+
+def parse_fits(text: str | None) -> tuple[str, ...] | None:
+    if not text:
+        return None
+    fits = tuple(item.strip() for item in text.split(",") if item.strip())
+    unknown = [f for f in fits if f not in FITS]
+    if unknown or not fits:
+        raise PretrainError(f"unknown fit(s) {', '.join(unknown) or repr(text)}; choose from "
+                            f"{', '.join(FITS)} (--fits)")
+    return fits
+
+
+def default_budgets(results: Results, tinyllama_flops: float) -> list[float]:
+    """Whole decades from the smallest run's FLOPs up to 1e24, plus TinyLlama's compute."""
+    low = math.floor(math.log10(results.flops.min()))
+    budgets = [10.0 ** k for k in range(low, 25)]
+    return sorted(set(budgets) | {tinyllama_flops})
+
+
+def _too_few(results: Results, fit: str, needed: int) -> PretrainError:
+    return PretrainError(f"too few points for fit {fit}: {len(results)} in results, at least "
+                         f"{needed} needed ({results.path})")
+
+
+def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
+            budgets=None, target_loss: float | None = None,
+            inference_tokens=DEFAULT_INFERENCE_TOKENS,
+            holdout_params: float | None = None) -> Analysis:
+    requested = set(fits or FITS)
+    # Approach 3 underlies the frontier, the inference optimum and the plots: always fitted.
+    # Every explicitly requested fit is checked before the slow work starts.
+    if len(results) < fit_approach3.MIN_POINTS:
+        raise _too_few(results, "3", fit_approach3.MIN_POINTS)
+    isoflop_profiles, _ = fit_approach2.usable_profiles(results.params, results.loss,
+                                                        results.flops, results.budget)
+    approach2_possible = len(isoflop_profiles) >= fit_approach2.MIN_BUDGETS
+    if fits is not None and "2" in requested and not approach2_possible:
+        raise PretrainError(f"too few points for fit 2: {APPROACH2_NEEDS} ({results.path})")
+    if fits is not None and "overtrain" in requested and len(results) < fit_overtrain.MIN_POINTS:
+        raise _too_few(results, "overtrain", fit_overtrain.MIN_POINTS)
+    reference = tinyllama_point()
+    summary: dict = {"results": results.path, "points": len(results)}
+
+    # Progress goes to stdout: stderr is kept for the one `error:` line of a user mistake.
+    print(f"approach 3: fitting {len(results)} points from "
+          f"{len(fit_approach3.initial_grid())} initialisations ...", flush=True)
+    fit3 = fit_approach3.fit_approach3(results.params, results.tokens, results.loss,
+                                       bootstrap=bootstrap, seed=seed)
+    print(f"approach 3: fitted in {fit3.seconds:.1f} s; {len(fit3.bootstrap)} bootstrap "
+          f"resamples in {fit3.bootstrap_seconds:.1f} s", flush=True)
+    budgets = list(budgets) if budgets else default_budgets(results, reference["flops"])
+    law = fit3.law
+    tiny_loss = float(law.loss(reference["params"], reference["tokens"]))
+    summary["approach3"] = {
+        "law": "L(N, D) = E + A / N^alpha + B / D^beta",
+        "method": {"objective": "sum over points of Huber(delta) of "
+                                "LSE(a - alpha log N, b - beta log D, e) - log L",
+                   "delta": 1e-3, "optimizer": "scipy L-BFGS-B",
+                   "initialisations": fit3.starts, "best_objective": fit3.objective,
+                   "converged": fit3.converged, "seconds": round(fit3.seconds, 3)},
+        "parameters": fit_approach3.parameter_summary(fit3),
+        "bootstrap": {"resamples": bootstrap, "succeeded": len(fit3.bootstrap), "seed": seed,
+                      "starts_per_resample": fit_approach3.BOOTSTRAP_STARTS,
+                      "seconds": round(fit3.bootstrap_seconds, 3)},
+        "frontier": fit_approach3.frontier_table(fit3, budgets),
+        "tinyllama": {**reference, "predicted_loss": tiny_loss,
+                      "compute_optimal_loss_same_flops":
+                          float(law.optimal_loss(reference["flops"])),
+                      "compute_optimal_flops_same_loss":
+                          float(law.optimal_flops_for_loss(tiny_loss)) if tiny_loss > law.E
+                          else None},
+    }
+
+    fit2 = None
+    if "2" in requested:
+        if approach2_possible:
+            fit2 = fit_approach2.fit_approach2(results.params, results.loss, results.flops,
+                                               results.budget)
+            summary["approach2"] = _approach2_summary(fit2)
+        else:
+            summary["approach2"] = {"skipped": APPROACH2_NEEDS}
+
+    fit_ot = None
+    if "overtrain" in requested:
+        if len(results) < fit_overtrain.MIN_POINTS:
+            summary["overtrain"] = {"skipped": f"fewer than {fit_overtrain.MIN_POINTS} points"}
+        else:
+            fit_ot = fit_overtrain.fit_overtrain(results.params, results.tokens, results.loss,
+                                                 results.flops, holdout_params)
+            summary["overtrain"] = _overtrain_summary(fit_ot, results)
+
+    target = target_loss if target_loss is not None else \
+        float(law.optimal_loss(reference["flops"]))
+    summary["inference_optimal"] = {
+        "target_loss": target,
+        "target_rule": "--target-loss" if target_loss is not None else
+        "loss of the compute-optimal model at TinyLlama's training compute",
+        "rows": [fit_overtrain.inference_optimal(law, target, d).as_dict()
+                 for d in inference_tokens],
+    }
+    return Analysis(results=results, approach3=fit3, approach2=fit2, overtrain=fit_ot,
+                    summary=summary)
+
+
+def _approach2_summary(fit2: fit_approach2.Approach2Fit) -> dict:
+    def law(power_law):
+        return {"coefficient": power_law.coefficient, "exponent": power_law.exponent,
+                "exponent_se": power_law.exponent_se}
+
+    return {
+        "budgets": [{"flops": p.flops, "runs": int(len(p.params)),
+                     "optimal_params": p.optimal_params, "optimal_tokens": p.optimal_tokens,
+                     "optimal_loss": p.optimal_loss, "vertex_inside_sampled_sizes": p.interior,
+                     "parabola_log10_params": list(p.coefficients)} for p in fit2.profiles],
+        "params_law": law(fit2.params_law),
+        "tokens_law": law(fit2.tokens_law),
+        "skipped_budgets": [{"flops": f, "reason": r} for f, r in fit2.skipped],
+    }
+
+
+def _overtrain_summary(fit: fit_overtrain.OvertrainFit, results: Results) -> dict:
+    heldout = []
+    for index, error in zip(fit.heldout_runs, fit.heldout_relative_error):
+        heldout.append({"run": results.run[index], "params": float(results.params[index]),
+                        "tokens": float(results.tokens[index]),
+                        "flops": float(results.flops[index]),
+                        "tokens_per_param": float(results.tokens_per_param[index]),
+                        "loss": float(results.loss[index]),
+                        "predicted_loss": float(results.loss[index] * (1 + error)),
+                        "relative_error": float(error)})
+    errors = np.abs(fit.heldout_relative_error)
+    return {
+        "law": "L(C, M) = E + (a M^eta + b M^-eta) C^-eta, M = tokens/params",
+        "method": "sum of Huber(1e-3) on log-loss residuals (LSE form), scipy L-BFGS-B from a "
+                  "900-point grid, best kept",
+        "parameters": fit.law.as_dict(),
+        "fitted_points": int(len(fit.fitted_runs)),
+        "heldout": heldout,
+        "heldout_mean_abs_relative_error": float(errors.mean()) if len(errors) else None,
+    }
+
+
+def write_outputs(analysis: Analysis, output_dir) -> list:
+    """``fit.json``, the plots and ``report.md`` into ``output_dir``; returns the paths."""
+    import json
+    from pathlib import Path
+
+    from pretrain.scaling.plots import write_plots
+    from pretrain.scaling.report import render_report
+    from pretrain.scaling.results import write_text_atomic
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plots = write_plots(analysis, output_dir)
+    fit_json = write_text_atomic(output_dir / "fit.json",
+                                 json.dumps(analysis.summary, indent=2) + "\n")
+    report = write_text_atomic(output_dir / "report.md",
+                               render_report(analysis.summary, [p.name for p in plots]))
+    return [fit_json, report, *plots]

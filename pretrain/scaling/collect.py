@@ -1,0 +1,53 @@
+"""`slm sweep collect`: gather each run's final validation loss into ``DIR/results.csv``.
+
+``results.csv`` has the DESIGN.md columns ``run,params,tokens,loss,flops,tokens_per_param``
+(``params`` = non-embedding parameters, ``loss`` = validation loss at the run's last step, flops
+= 6·params·tokens) plus ``budget`` (isoFLOP plans) and ``model``. ``curves.csv`` holds every
+validation point of every run (``run,params,step,tokens,val_loss``): the loss curves that
+Chinchilla's approach 1 takes the envelope of.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pretrain.errors import PretrainError
+from pretrain.scaling.plan import read_plan
+from pretrain.scaling.results import write_csv_atomic
+from pretrain.scaling.runner import final_validation
+
+RESULTS_FILE = "results.csv"
+CURVES_FILE = "curves.csv"
+RESULT_COLUMNS = ("run", "params", "tokens", "loss", "flops", "tokens_per_param", "budget",
+                  "model")
+CURVE_COLUMNS = ("run", "params", "step", "tokens", "val_loss")
+
+
+def collect_sweep(sweep_dir, allow_missing: bool = False) -> tuple[Path, int]:
+    """Write results.csv and curves.csv; PretrainError if a run has not finished (unless
+    ``allow_missing``) or none has."""
+    sweep_dir = Path(sweep_dir)
+    results, curves, missing = [], [], []
+    for row in read_plan(sweep_dir):
+        steps, batch = int(row["steps"]), int(row["batch"])
+        params, tokens = int(row["non_embedding_params"]), int(row["tokens"])
+        validation = final_validation(sweep_dir / "runs" / row["run"])
+        final = [v for v in validation if v["step"] >= steps]
+        if not final:
+            missing.append(row["run"])
+            continue
+        for v in validation:
+            curves.append({"run": row["run"], "params": params, "step": v["step"],
+                           "tokens": v["step"] * batch, "val_loss": v["val_loss"]})
+        results.append({"run": row["run"], "params": params, "tokens": tokens,
+                        "loss": final[-1]["val_loss"], "flops": 6.0 * params * tokens,
+                        "tokens_per_param": tokens / params, "budget": row.get("budget", ""),
+                        "model": row["model"]})
+    if missing and not allow_missing:
+        raise PretrainError(f"{len(missing)} run(s) not finished: {', '.join(missing)}; run "
+                            f"`slm sweep run {sweep_dir}` or pass --allow-missing")
+    if not results:
+        raise PretrainError(f"no finished runs to collect ({sweep_dir})")
+    write_csv_atomic(sweep_dir / CURVES_FILE, curves, CURVE_COLUMNS)
+    path = write_csv_atomic(sweep_dir / RESULTS_FILE, results, RESULT_COLUMNS)
+    return path, len(results)

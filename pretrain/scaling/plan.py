@@ -1,0 +1,269 @@
+"""`slm sweep plan`: turn a sweep recipe (configs/scaling/*.yaml) into runs.
+
+A recipe names a ``base_config`` (a full `slm pretrain` config: data, schedule, trainer) and the
+runs to derive from it. Kinds:
+
+- ``chinchilla`` (approach 1): every model at every token horizon in ``tokens``;
+- ``isoflop`` (approach 2): for each budget C in ``budgets`` (FLOPs), every model with
+  D = C / (6·N);
+- ``overtrain`` (Gadre et al.): every model at every multiplier M = D/N in ``multipliers``.
+
+``models`` lists presets by name (``llama-10m``) or ladder depths (``{n_layers: 2}``), shaped by
+``model.config.ladder_config``'s rule (dim = 64·L, head_dim 64, ffn = 8/3·dim rounded to 256);
+the base config's ``model.vocab_size`` and ``max_seq_len`` (if set) apply to all. N is the
+non-embedding parameter count (``model.flops``), D = steps × ``global_batch_tokens``, and the
+planned compute is C = 6·N·D. Steps are rounded to whole optimizer steps; runs with fewer than
+``min_steps`` are dropped (rounding would move C by more than 1/(2·min_steps)). Each run's
+cosine schedule spans exactly its own horizon (Hoffmann et al.: a schedule longer than the run
+overestimates its loss), with ``warmup_fraction`` of the steps as warmup.
+
+Output: ``DIR/plan.csv``, ``DIR/configs/<run>.yaml`` (one `slm pretrain` config per run, whose
+``trainer.default_root_dir`` is ``DIR/runs/<run>``) and ``DIR/sweep.json`` (the recipe and its
+fingerprint: re-planning into DIR from another recipe is refused).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+
+import yaml
+
+from pretrain.errors import PretrainError
+from pretrain.scaling.results import write_csv_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+KINDS = ("chinchilla", "isoflop", "overtrain")
+PLAN_COLUMNS = ("run", "model", "params", "non_embedding_params", "tokens", "flops", "M", "lr",
+                "batch", "steps", "budget", "training_flops", "config")
+RECIPE_KEYS = {"kind", "base_config", "models", "budgets", "tokens", "multipliers", "lr",
+               "global_batch_tokens", "micro_batch_size", "warmup_fraction", "min_lr_ratio", "min_steps",
+               "val_points", "description"}
+SWEEP_FILE = "sweep.json"
+PLAN_FILE = "plan.csv"
+
+
+def _load_yaml(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise PretrainError(f"{what} not found ({path})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PretrainError(f"{what} is not valid YAML ({where})") from None
+    if not isinstance(data, dict):
+        raise PretrainError(f"{what} must be a YAML mapping ({path})")
+    return data
+
+
+def _positive_list(recipe: dict, key: str, path: Path) -> list[float]:
+    """A list of positive numbers; strings like ``1e12`` count (YAML 1.1 reads them as text)."""
+    values = recipe.get(key)
+    try:
+        numbers = [float(v) for v in values if not isinstance(v, bool)]
+    except (TypeError, ValueError):
+        numbers = []
+    if not isinstance(values, list) or not values or len(numbers) != len(values) or \
+            not all(v > 0 and math.isfinite(v) for v in numbers):
+        raise PretrainError(f"{key} must be a non-empty list of positive numbers ({path}: {key})")
+    return numbers
+
+
+def load_recipe(path) -> dict:
+    """Read and check a sweep recipe; returns it with defaults filled in."""
+    path = Path(path)
+    recipe = _load_yaml(path, "sweep config")
+    unknown = sorted(set(recipe) - RECIPE_KEYS)
+    if unknown:
+        raise PretrainError(f"unknown key {unknown[0]!r} in sweep config (known: "
+                            f"{', '.join(sorted(RECIPE_KEYS))}) ({path})")
+    kind = recipe.get("kind")
+    if kind not in KINDS:
+        raise PretrainError(f"kind must be one of {', '.join(KINDS)}, got {kind!r} ({path}: kind)")
+    axis = {"chinchilla": "tokens", "isoflop": "budgets", "overtrain": "multipliers"}[kind]
+    recipe[axis] = _positive_list(recipe, axis, path)
+    if not isinstance(recipe.get("models"), list) or not recipe["models"]:
+        raise PretrainError(f"models must be a non-empty list of presets or {{n_layers: L}} "
+                            f"({path}: models)")
+    if "base_config" not in recipe:
+        raise PretrainError(f"base_config is required: the `slm pretrain` config each run starts "
+                            f"from ({path}: base_config)")
+    defaults = {"warmup_fraction": 0.05, "min_lr_ratio": 0.1, "min_steps": 100, "val_points": 4}
+    recipe = {**defaults, **recipe}
+    # Whole steps move D (and C) by at most 1/(2·steps): 50 steps keep C within 1% of plan.
+    if not isinstance(recipe["min_steps"], int) or recipe["min_steps"] < 50:
+        raise PretrainError(f"min_steps must be an integer ≥ 50, got {recipe['min_steps']!r} "
+                            f"({path}: min_steps)")
+    return recipe
+
+
+def model_config(entry, base_model: dict, where: str):
+    """(label, LlamaConfig) for a preset name or a ``{n_layers: L}`` ladder entry."""
+    from model import LlamaConfig, ModelError
+    from model.config import ladder_config
+
+    shared = {k: base_model[k] for k in ("vocab_size", "max_seq_len") if base_model.get(k)}
+    try:
+        if isinstance(entry, str):
+            return entry, LlamaConfig.from_name(entry, **shared)
+        if isinstance(entry, dict) and set(entry) == {"n_layers"}:
+            return f"L{entry['n_layers']}", ladder_config(entry["n_layers"], **shared)
+    except ModelError as e:
+        raise PretrainError(f"{e} ({where})") from None
+    raise PretrainError(f"a model is a preset name or {{n_layers: L}}, got {entry!r} ({where})")
+
+
+def _validation_interval(steps: int, points: int) -> int:
+    """A divisor of ``steps`` near steps/points, so the last step is always validated."""
+    divisors = [d for d in range(1, steps + 1) if steps % d == 0]
+    return min(divisors, key=lambda d: (abs(steps / d - points), -d))
+
+
+def _fingerprint(recipe_text: str, base_text: str) -> str:
+    return hashlib.sha256((recipe_text + "\0" + base_text).encode()).hexdigest()
+
+
+def _name(value: float) -> str:
+    """Run-name form of a number: 2700 → "2700", 0.5 → "0.5", 1.64e12 → "1.64e12"."""
+    if value == int(value) and value < 1e7:
+        return str(int(value))
+    mantissa, _, exponent = f"{value:.3g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
+
+
+def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
+    """The rows of plan.csv (without ``config``), in the order they will run."""
+    from model.flops import flops_per_token, non_embedding_param_count, param_count
+
+    base_model = base.get("model") or {}
+    base_data = base.get("data") or {}
+    batch = int(recipe.get("global_batch_tokens") or base_data.get("global_batch_tokens") or 0)
+    if batch <= 0:
+        raise PretrainError(f"global_batch_tokens must be set in the sweep or base config "
+                            f"({recipe_path}: global_batch_tokens)")
+    seq_len = int(base_data.get("seq_len", 2048))
+    lrs = recipe.get("lr", base_model.get("lr", 4e-4))
+    models = [model_config(entry, base_model, f"{recipe_path}: models[{i}]")
+              for i, entry in enumerate(recipe["models"])]
+    if isinstance(lrs, list) and len(lrs) != len(models):
+        raise PretrainError(f"lr must be one number or one per model ({len(models)}) "
+                            f"({recipe_path}: lr)")
+    rows = []
+    for index, (label, config) in enumerate(models):
+        lr = float(lrs[index] if isinstance(lrs, list) else lrs)
+        params = non_embedding_param_count(config)
+        kind = recipe["kind"]
+        if kind == "isoflop":
+            targets = [(f"C{_name(c)}-{label}", c / (6.0 * params), c) for c in recipe["budgets"]]
+        elif kind == "chinchilla":
+            targets = [(f"{label}-D{_name(d)}", d, None) for d in recipe["tokens"]]
+        else:
+            targets = [(f"{label}-M{_name(m)}", m * params, None) for m in recipe["multipliers"]]
+        for run, tokens_wanted, budget in targets:
+            steps = round(tokens_wanted / batch)
+            if steps < recipe["min_steps"]:
+                log.info("skipping %s: %d steps < min_steps %d", run, steps, recipe["min_steps"])
+                continue
+            tokens = steps * batch
+            rows.append({
+                "run": run, "model": label, "params": param_count(config),
+                "non_embedding_params": params, "tokens": tokens,
+                "flops": 6.0 * params * tokens, "M": tokens / params, "lr": lr, "batch": batch,
+                "steps": steps, "budget": budget if budget is not None else "",
+                "training_flops": flops_per_token(config, seq_len) * tokens,
+                "_config": config,
+            })
+    if not rows:
+        raise PretrainError(f"the sweep plans no run: every run is shorter than min_steps="
+                            f"{recipe['min_steps']} ({recipe_path})")
+    return rows
+
+
+def run_config(base: dict, row: dict, recipe: dict, run_dir: Path) -> dict:
+    """The full `slm pretrain` config of one planned run."""
+    config = copy.deepcopy(base)
+    shape = row["_config"]
+    model = config.setdefault("model", {})
+    model.update(preset="llama-1m", vocab_size=shape.vocab_size, dim=shape.dim,
+                 n_layers=shape.n_layers, n_heads=shape.n_heads, n_kv_heads=shape.n_kv_heads,
+                 ffn_dim=shape.ffn_dim, max_seq_len=shape.max_seq_len,
+                 tie_embeddings=shape.tie_embeddings, lr=row["lr"],
+                 min_lr=row["lr"] * recipe["min_lr_ratio"],
+                 warmup_steps=max(1, round(recipe["warmup_fraction"] * row["steps"])),
+                 schedule="cosine")
+    if row["model"] in _preset_names():
+        model["preset"] = row["model"]
+    data = config.setdefault("data", {})
+    data["global_batch_tokens"] = row["batch"]
+    if recipe.get("micro_batch_size"):
+        data["micro_batch_size"] = recipe["micro_batch_size"]
+    data["val_every_n_steps"] = _validation_interval(row["steps"], recipe["val_points"])
+    trainer = config.setdefault("trainer", {})
+    trainer["default_root_dir"] = str(run_dir)
+    trainer["max_steps"] = row["steps"]
+    checkpoint = config.setdefault("checkpoint", {})
+    checkpoint["every_n_steps"] = data["val_every_n_steps"]
+    checkpoint.pop("milestone_every_tokens", None)
+    for key in ("sample_prompt", "sample_tokens"):
+        config.pop(key, None)  # no generated sample after every sweep run
+    return config
+
+
+def _preset_names():
+    from model.config import PRESETS
+
+    return set(PRESETS)
+
+
+def plan_sweep(recipe_path, output) -> Path:
+    """Write plan.csv, one config per run and sweep.json into ``output``; returns plan.csv."""
+    recipe_path, output = Path(recipe_path), Path(output).resolve()
+    recipe = load_recipe(recipe_path)
+    base_path = Path(recipe["base_config"])
+    base = _load_yaml(base_path, "base_config")
+    fingerprint = _fingerprint(recipe_path.read_text(encoding="utf-8"),
+                               base_path.read_text(encoding="utf-8"))
+    existing = output / SWEEP_FILE
+    if existing.is_file():
+        previous = json.loads(existing.read_text(encoding="utf-8"))
+        if previous.get("fingerprint") != fingerprint:
+            raise PretrainError(f"{output} holds a plan from another sweep config "
+                                f"({previous.get('recipe')}); use a new --output")
+    elif output.exists() and any(output.iterdir()):
+        raise PretrainError(f"output directory is not empty and holds no sweep plan ({output})")
+    rows = plan_runs(recipe, recipe_path, base)
+    for row in rows:
+        config_path = output / "configs" / f"{row['run']}.yaml"
+        config = run_config(base, row, recipe, output / "runs" / row["run"])
+        header = (f"# Planned by `slm sweep plan --config {recipe_path}` ({recipe['kind']}).\n"
+                  f"# {row['run']}: N={row['non_embedding_params']:,} non-embedding params, "
+                  f"D={row['tokens']:,} tokens, C=6ND={row['flops']:.4g} FLOPs, "
+                  f"M={row['M']:.3g} tokens/param.\n")
+        write_text_atomic(config_path, header + yaml.safe_dump(config, sort_keys=False))
+        row["config"] = str(config_path)
+    write_text_atomic(existing, json.dumps(
+        {"recipe": str(recipe_path), "base_config": str(base_path), "kind": recipe["kind"],
+         "fingerprint": fingerprint, "runs": [r["run"] for r in rows]}, indent=2) + "\n")
+    plan_csv = write_csv_atomic(output / PLAN_FILE, rows, PLAN_COLUMNS)
+    log.info("planned %d %s runs, total C = %.3g FLOPs (6ND)", len(rows), recipe["kind"],
+             sum(r["flops"] for r in rows))
+    return plan_csv
+
+
+def read_plan(sweep_dir) -> list[dict]:
+    """The rows of DIR/plan.csv; PretrainError if DIR is not a planned sweep."""
+    import csv
+
+    sweep_dir = Path(sweep_dir)
+    plan_csv = sweep_dir / PLAN_FILE
+    if not plan_csv.is_file() or not (sweep_dir / SWEEP_FILE).is_file():
+        raise PretrainError(f"not a sweep directory (no {PLAN_FILE}/{SWEEP_FILE}; make one with "
+                            f"`slm sweep plan`) ({sweep_dir})")
+    with plan_csv.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

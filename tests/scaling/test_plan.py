@@ -1,0 +1,72 @@
+"""`slm sweep plan`: the arithmetic of each kind and the configs it writes."""
+
+import csv
+
+import pytest
+import yaml
+
+from model.config import ladder_config
+from model.flops import non_embedding_param_count
+
+
+def read_plan(sweep_dir):
+    with (sweep_dir / "plan.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_isoflop_runs_spend_their_budget_within_one_percent(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "iso.yaml", kind="isoflop", budgets=[4e11, "1.2e12"])
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    rows = read_plan(tmp_path / "s")
+    assert len(rows) == 4  # 2 budgets × 2 sizes, all ≥ 50 steps
+    for row in rows:
+        params, tokens = int(row["non_embedding_params"]), int(row["tokens"])
+        budget = float(row["budget"])
+        assert 6 * params * tokens == pytest.approx(budget, rel=0.01)
+        assert float(row["flops"]) == pytest.approx(6 * params * tokens)
+        assert tokens == int(row["steps"]) * int(row["batch"]) == int(row["steps"]) * 256
+        assert float(row["M"]) == pytest.approx(tokens / params)
+    assert {int(r["non_embedding_params"]) for r in rows} == {
+        non_embedding_param_count(ladder_config(1, vocab_size=1024)),
+        non_embedding_param_count(ladder_config(2, vocab_size=1024))}
+
+
+def test_overtrain_runs_train_for_their_multiplier(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "ot.yaml", kind="overtrain", multipliers=[0.1, 20, 2700])
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    rows = read_plan(tmp_path / "s")
+    # M=0.1 on the 65,728-parameter model is 26 steps of 256 tokens: below min_steps, dropped.
+    assert sorted(r["run"] for r in rows) == ["L1-M20", "L1-M2700", "L2-M0.1", "L2-M20",
+                                              "L2-M2700"]
+    for row in rows:
+        multiplier = float(row["run"].split("-M")[1])
+        assert float(row["M"]) == pytest.approx(multiplier, rel=0.01)
+
+
+def test_chinchilla_runs_cover_every_size_at_every_horizon(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "c.yaml", kind="chinchilla", tokens=[25600, 51200, 102400])
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    rows = read_plan(tmp_path / "s")
+    assert sorted((r["model"], int(r["tokens"])) for r in rows) == [
+        (m, t) for m in ("L1", "L2") for t in (25600, 51200, 102400)]
+
+
+def test_each_run_gets_a_full_pretrain_config_of_its_own(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "c.yaml", kind="chinchilla", tokens=[51200], lr=[2e-3, 1e-3],
+                          warmup_fraction=0.1)
+    out = tmp_path / "s"
+    slm("sweep", "plan", "--config", recipe, "--output", out, check=True)
+    rows = {r["model"]: r for r in read_plan(out)}
+    config = yaml.safe_load(open(rows["L2"]["config"]))
+    assert config["trainer"]["default_root_dir"] == str(out / "runs" / "L2-D51200")
+    assert config["trainer"]["max_steps"] == 200 == 51200 // 256
+    shape = ladder_config(2)
+    assert (config["model"]["dim"], config["model"]["n_layers"], config["model"]["ffn_dim"]) == \
+        (shape.dim, shape.n_layers, shape.ffn_dim)
+    assert config["model"]["vocab_size"] == 1024  # from the base config
+    assert config["model"]["lr"] == 1e-3 and config["model"]["min_lr"] == pytest.approx(1e-4)
+    assert config["model"]["warmup_steps"] == 20
+    # the last step is always validated, so "finished" can be read from metrics.csv
+    assert 200 % config["data"]["val_every_n_steps"] == 0
+    assert config["data"]["path"] == "data/none" and config["seed_everything"] == 3
+    assert float(rows["L1"]["lr"]) == 2e-3
