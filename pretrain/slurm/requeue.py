@@ -6,10 +6,13 @@ Lightning's own SLURM auto-requeue would save `hpc_ckpt_N.ckpt` from inside the 
 mid-step and outside our checkpoint layout. Instead:
 
 1. the signal handler only records that the signal arrived (signal-safe, any moment);
-2. at the next optimizer-step boundary the ranks agree (any rank signalled → all act), and the
-   run's `PeriodicCheckpoint` saves a complete checkpoint in RUN_DIR/checkpoints (same code and
-   same step boundary as a periodic save, so resuming from it is exact);
-3. training stops, and when it has ended (all checkpoint writes done) rank 0 runs
+2. at the next optimizer-step boundary the ranks agree (any rank signalled → all act) and ask
+   the run's `PeriodicCheckpoint` for a checkpoint-and-stop (`request_checkpoint(stop=True)`):
+   it saves a complete checkpoint in RUN_DIR/checkpoints with the same code and at a step
+   boundary like a periodic save, so resuming from it is exact, then stops training. `slm
+   pretrain` appends its `checkpoint:` callback after `trainer.callbacks`, so this callback runs
+   first and the save happens at that same step boundary (in the other order: one step later);
+3. when training has ended (all checkpoint writes done) rank 0 runs
    `scontrol requeue $SLURM_JOB_ID`; SLURM restarts the batch script, whose
    `--ckpt_path last` resumes from that checkpoint.
 
@@ -42,6 +45,7 @@ class RequeueOnSignal(Callback):
         self.signal_received = False
         self.requeue_pending = False
         self._last_seen_step = -1
+        self._saver = None  # the PeriodicCheckpoint that writes the checkpoint; set at train start
         self.job_id = os.environ.get("SLURM_JOB_ID")
         if self.job_id is not None:
             signal.signal(self.signum, self._on_signal)
@@ -51,22 +55,25 @@ class RequeueOnSignal(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_seen_step = trainer.global_step
+        self._saver = self._checkpoint_callback(trainer)
+        if self._saver not in trainer.callbacks:
+            self._saver.on_train_start(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
-        if self.job_id is None or step == self._last_seen_step:
-            return  # not under SLURM, or mid-accumulation: no complete state to save yet
+        if self.job_id is None or self.requeue_pending or step == self._last_seen_step:
+            return  # not under SLURM, already acting, or mid-accumulation (no complete state yet)
         self._last_seen_step = step
         if not trainer.strategy.reduce_boolean_decision(self.signal_received, all=False):
             return
         if trainer.is_global_zero:
             log.info("SLURM warning signal %s: checkpointing at step %d and requeueing job %s",
                      self.signum.name, step, self.job_id)
-        saver = self._checkpoint_callback(trainer)
-        if saver._last_saved_step != step:
-            saver.save(trainer, pl_module, layout.step_name(step))
+        # Every rank requests at the same step (after the all-reduce), so all save together.
+        self._saver.request_checkpoint(stop=True)
         self.requeue_pending = True
-        trainer.should_stop = True
+        if self._saver not in trainer.callbacks:  # our on-demand saver: its hooks run from here
+            self._saver.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_end(self, trainer, pl_module) -> None:
         # Requeue only now: SLURM kills the job when it requeues it, and every checkpoint
@@ -81,10 +88,8 @@ class RequeueOnSignal(Callback):
         for callback in trainer.callbacks:
             if isinstance(callback, PeriodicCheckpoint):
                 return callback
-        # No periodic checkpoints configured: a saver that only ever saves on demand.
-        saver = PeriodicCheckpoint(every_n_steps=0, keep_last=0, save_at_end=False)
-        saver._last_saved_step = -1
-        return saver
+        # No periodic checkpoints configured: a saver that only ever saves on request.
+        return PeriodicCheckpoint(every_n_steps=0, keep_last=0, save_at_end=False)
 
     def _requeue(self) -> None:
         out = subprocess.run(["scontrol", "requeue", self.job_id], capture_output=True, text=True)
