@@ -8,9 +8,12 @@ reduce-scatter on all but the last micro-batch, and keeps ``trainer.global_step`
 number of optimizer updates (what ``max_steps``, schedules and checkpoint names count).
 
 Loss: token-mean cross-entropy per micro-batch, divided by ``accumulation``, with gradients
-averaged over data-parallel ranks. Every micro-batch has the same number of tokens (packed
-fixed-length sequences, no padding), so this mean of means is exactly the token mean over the
-global batch: accumulation over k micro-batches equals one k-times larger batch.
+averaged over data-parallel ranks. It is computed from the final hidden states and the LM head
+weight by ``model.kernels.cross_entropy.linear_cross_entropy`` (``fused_ce``), which by default
+never materialises the ``[tokens, vocab]`` logits (the largest activation of a small model).
+Every micro-batch has the same number of tokens (packed fixed-length sequences, no padding), so
+this mean of means is exactly the token mean over the global batch: accumulation over k
+micro-batches equals one k-times larger batch.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from contextlib import nullcontext
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
+from model.kernels.cross_entropy import linear_cross_entropy, resolve_implementation
+from model.kernels.optional import import_optional
 from pretrain.errors import PretrainError
 from pretrain.metrics import device_peak_flops, memory_stats_gb, mfu
 from pretrain.optim import build_adamw
@@ -43,6 +48,11 @@ class PretrainModule(L.LightningModule):
         vocab_size, dim, n_layers, n_heads, n_kv_heads, ffn_dim, max_seq_len, rope_theta,
             tie_embeddings: override that field of the preset (None keeps the preset's value).
         attention_backend: kernel choice passed to the model (``auto`` = fastest available).
+        fused_ce: LM head + cross-entropy (training and validation loss): ``chunked`` (never
+            materialises the full ``[tokens, vocab]`` logits; CPU and CUDA), ``liger``
+            (liger-kernel, CUDA), ``eager`` (full logits, then ``F.cross_entropy``), or ``auto``
+            (``liger`` on CUDA when liger-kernel is installed, otherwise ``chunked``). All give
+            the same loss up to float rounding.
         lr, min_lr: peak and final learning rate. warmup_steps: linear warmup length in steps.
         schedule: ``cosine`` (to ``min_lr`` at ``trainer.max_steps``) or ``wsd``
             (warmup-stable-decay; linear decay over the last ``decay_fraction`` of the steps).
@@ -74,6 +84,7 @@ class PretrainModule(L.LightningModule):
         rope_theta: float | None = None,
         tie_embeddings: bool | None = None,
         attention_backend: str = "auto",
+        fused_ce: str = "auto",
         lr: float = 4e-4,
         min_lr: float = 4e-5,
         warmup_steps: int = 2000,
@@ -104,6 +115,9 @@ class PretrainModule(L.LightningModule):
                                 f"{activation_checkpointing!r} (model.activation_checkpointing)")
         if mixed_precision not in ("bf16", "fp32"):
             raise PretrainError(f"mixed_precision must be bf16 or fp32, got {mixed_precision!r} (model.mixed_precision)")
+        if fused_ce not in CE_IMPLEMENTATIONS:
+            raise PretrainError(f"fused_ce must be one of {', '.join(CE_IMPLEMENTATIONS)}, got "
+                                f"{fused_ce!r} (model.fused_ce)")
         if max_nonfinite_steps < 1:
             raise PretrainError(f"max_nonfinite_steps must be ≥ 1, got {max_nonfinite_steps} (model.max_nonfinite_steps)")
         self.automatic_optimization = False
@@ -131,6 +145,16 @@ class PretrainModule(L.LightningModule):
             mixed_precision=self.hparams.mixed_precision,
             activation_checkpointing=self.hparams.activation_checkpointing,
             compile=self.hparams.compile)
+        self._check_fused_ce()
+
+    def _check_fused_ce(self) -> None:
+        """Fail before the first step if ``fused_ce`` cannot run on this device (``liger`` off
+        CUDA, or liger-kernel not installed)."""
+        try:
+            if resolve_implementation(self.hparams.fused_ce, self.trainer.strategy.root_device) == "liger":
+                import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")
+        except ValueError as e:
+            raise PretrainError(f"{e} (model.fused_ce)") from e
 
     def forward(self, input_ids, document_ids=None):
         return self.model(input_ids, document_ids=document_ids)
@@ -138,8 +162,13 @@ class PretrainModule(L.LightningModule):
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy (nats/token, fp32) of the next-token predictions in ``batch``."""
         document_ids = batch.get("document_ids") if self.hparams.document_masking else None
-        logits = self.model(batch["input_ids"], document_ids=document_ids)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten())
+        # ``forward_hidden`` is registered as an FSDP2 forward method (pretrain.parallelize), so
+        # under FSDP2 it all-gathers like ``forward``; the root group (embeddings, final norm,
+        # head) is not resharded after forward, so ``output.weight`` is the unsharded parameter
+        # here and its gradient flows back to it like through ``model.output``.
+        hidden = self.model.forward_hidden(batch["input_ids"], document_ids=document_ids)
+        return linear_cross_entropy(hidden, self.model.output.weight, batch["labels"],
+                                    implementation=self.hparams.fused_ce)
 
     # ---- optimizer -----------------------------------------------------------------------
     def lr_schedule(self, max_steps: int | None = None) -> LRSchedule:

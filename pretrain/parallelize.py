@@ -135,14 +135,20 @@ def apply_compile(model: nn.Module) -> None:
 
 def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float32) -> None:
     """``fully_shard`` each block, then the root (embeddings, final norm, output head).
-    The last block keeps its parameters gathered after forward: backward starts with it."""
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    The last block keeps its parameters gathered after forward: backward starts with it.
+
+    ``forward_hidden`` is registered as a forward method of the root, so calling it directly
+    (the fused LM head + cross-entropy loss does) all-gathers like ``forward``. The root is not
+    resharded after forward, so until backward ``model.output.weight`` is the unsharded
+    parameter (a plain tensor) that the loss multiplies by and accumulates gradients into."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
     last = len(model.layers) - 1
     for index, block in enumerate(model.layers):
         fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=index < last)
-    fully_shard(model, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=False)
+    register_fsdp_forward_method(model, "forward_hidden")
 
 
 def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
