@@ -11,21 +11,23 @@ import sys
 
 from pretrain.errors import user_error_types
 
-# Subcommand name -> module in pretrain/commands. Order is the order of `slm --help`.
+# Subcommand name -> module in pretrain/commands, in the order of the flow (and `slm --help`).
 COMMANDS = {
     "model": "pretrain.commands.model",
     "tokenizer": "pretrain.commands.tokenizer",
     "data": "pretrain.commands.data",
-    "slurm": "pretrain.commands.slurm",
+    "pretrain": "pretrain.commands.pretrain",
     "export": "pretrain.commands.export",
     "generate": "pretrain.commands.generate",
-    "sweep": "pretrain.commands.sweep",
-    "release": "pretrain.commands.release",
     "bench": "pretrain.commands.bench",
+    "sweep": "pretrain.commands.sweep",
+    "slurm": "pretrain.commands.slurm",
+    "release": "pretrain.commands.release",
 }
-# Subcommands that own their whole argument list (LightningCLI parses it, not argparse).
+# Subcommands that own their whole argument list (LightningCLI parses it, not argparse):
+# name -> help line; their module exposes `run(argv)` instead of `add_parser`.
 PASSTHROUGH = {
-    "pretrain": ("pretrain.commands.pretrain", "train a model: --config FILE.yaml [--ckpt_path last]"),
+    "pretrain": "train a model: --config FILE.yaml [--section.key value ...] [--ckpt_path last]",
 }
 
 
@@ -42,9 +44,10 @@ def build_parser() -> ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
     for name, module in COMMANDS.items():
-        importlib.import_module(module).add_parser(sub)
-    for name, (module, help_text) in PASSTHROUGH.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+        if name in PASSTHROUGH:
+            sub.add_parser(name, help=PASSTHROUGH[name], add_help=False)
+        else:
+            importlib.import_module(module).add_parser(sub)
     return parser
 
 
@@ -53,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         if argv and argv[0] in PASSTHROUGH:
-            module = importlib.import_module(PASSTHROUGH[argv[0]][0])
+            module = importlib.import_module(COMMANDS[argv[0]])
             return module.run(argv[1:]) or 0
         args = build_parser().parse_args(argv)
         if args.verbose:
