@@ -85,15 +85,20 @@ def flash_attn_available(q: torch.Tensor) -> bool:
             and _flash_attn_module(q) is not None)
 
 
-def flash_attn_attention(q, k, v, document_ids=None):
-    """flash-attn 2/3: `flash_attn_func` (causal is bottom-right aligned, GQA native), or
-    `flash_attn_varlen_func` over the documents of packed rows."""
-    module = _flash_attn_module(q)
+def _flash_family_attention(module, q, k, v, document_ids):
+    """flash-attn 2/3/4 share one API: `flash_attn_func` (causal bottom-right, GQA native) and
+    `flash_attn_varlen_func` over the documents of packed rows (KV-cache prefixes with
+    documents fall back to sdpa's dense mask)."""
     if document_ids is None:
         return _first(module.flash_attn_func(q, k, v, causal=True))
     if q.shape[1] != k.shape[1]:
         return sdpa_attention(q, k, v, document_ids)
     return _varlen(module.flash_attn_varlen_func, q, k, v, document_ids)
+
+
+def flash_attn_attention(q, k, v, document_ids=None):
+    """flash-attn 2, or 3 on Hopper (`flash_attn_interface`)."""
+    return _flash_family_attention(_flash_attn_module(q), q, k, v, document_ids)
 
 
 # --- flash-attn 4 (CuTe DSL) -----------------------------------------------------------------
@@ -105,12 +110,7 @@ def flash_attn_cute_available(q: torch.Tensor) -> bool:
 
 def flash_attn_cute_attention(q, k, v, document_ids=None):
     """flash-attn 4 (`flash_attn.cute`, Hopper/Blackwell): same conventions as flash-attn 2."""
-    module = _module("flash_attn.cute")
-    if document_ids is None:
-        return _first(module.flash_attn_func(q, k, v, causal=True))
-    if q.shape[1] != k.shape[1]:
-        return sdpa_attention(q, k, v, document_ids)
-    return _varlen(module.flash_attn_varlen_func, q, k, v, document_ids)
+    return _flash_family_attention(_module("flash_attn.cute"), q, k, v, document_ids)
 
 
 # --- PyTorch SDPA with cuDNN / flash first ---------------------------------------------------

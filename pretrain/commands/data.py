@@ -8,22 +8,18 @@ import json
 import shlex
 import sys
 
+from pretrain.commands.corpus_args import add_corpus_arguments
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("data", help="prepare, inspect and benchmark token shards")
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     prepare = sub.add_parser("prepare", help="tokenise a corpus into packed token shards")
-    prepare.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                         help=".txt (one document per file), .jsonl, .jsonl.zst, .parquet files, "
-                              "directories or globs")
+    add_corpus_arguments(prepare, skips_recorded_in="the manifest")
     prepare.add_argument("--tokenizer", required=True, metavar="DIR",
                          help="tokenizer dir (slm tokenizer train) or .model file")
     prepare.add_argument("--output", required=True, metavar="DIR")
-    prepare.add_argument("--text-key", default="text", help="jsonl field / parquet column")
-    prepare.add_argument("--exclude-set", action="append", default=[], metavar="NAME",
-                         help="drop jsonl records whose meta.redpajama_set_name is NAME "
-                              "(e.g. RedPajamaGithub); repeatable")
     prepare.add_argument("--bos", action=argparse.BooleanOptionalAction,
                          default=True, help="BOS at each document start (default: yes, as Llama)")
     prepare.add_argument("--shard-tokens", type=int, metavar="N", default=None,
@@ -35,8 +31,6 @@ def add_parser(subparsers) -> None:
                        help="hold out documents whose text hash falls below F")
     split.add_argument("--val-docs", type=int, default=0, metavar="N",
                        help="hold out the first N documents")
-    prepare.add_argument("--skip-bad-lines", action="store_true",
-                         help="skip malformed records (counted per reason in the manifest)")
     prepare.add_argument("--overwrite", action="store_true",
                          help="replace a prepared (or half-prepared) --output")
     prepare.set_defaults(func=run_prepare)

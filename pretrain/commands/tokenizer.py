@@ -6,28 +6,23 @@ from __future__ import annotations
 import json
 import sys
 
+from pretrain.commands.corpus_args import add_corpus_arguments
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("tokenizer", help="train, inspect and benchmark tokenizers")
     sub = parser.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
 
     train = sub.add_parser("train", help="train a Llama-style sentencepiece BPE tokenizer")
-    train.add_argument("--input", nargs="+", required=True, metavar="PATH",
-                       help=".txt (one document per file), .jsonl, .jsonl.zst, .parquet files, "
-                            "directories or globs")
+    add_corpus_arguments(train, skips_recorded_in="tokenizer_meta.json")
     train.add_argument("--vocab-size", type=int, required=True, metavar="N")
     train.add_argument("--output", required=True, metavar="DIR")
-    train.add_argument("--text-key", default="text", help="jsonl field / parquet column")
     train.add_argument("--max-sentences", type=int, metavar="N",
                        help="train on a seeded uniform sample of at most N lines "
                             "(default 2,000,000)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--special-token", action="append", default=[], metavar="TOKEN",
                        help="extra special token (ids 3, 4, ... in order); repeatable")
-    train.add_argument("--exclude-set", action="append", default=[], metavar="NAME",
-                       help="drop jsonl records whose meta.redpajama_set_name is NAME")
-    train.add_argument("--skip-bad-lines", action="store_true",
-                       help="skip malformed records (counted in tokenizer_meta.json)")
     train.add_argument("--overwrite", action="store_true", help="replace a non-empty --output")
     train.add_argument("--threads", type=int, metavar="N",
                        help="sentencepiece training threads (default 16; stored in the model)")
