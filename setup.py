@@ -8,8 +8,10 @@ EXTRAS = {
     "cuda": ["liger-kernel", "torchao"],
     # Hugging Face interop: exports, parity tests, Hub releases.
     "hf": ["transformers>=4.45", "huggingface_hub>=0.25", "tokenizers>=0.20", "protobuf"],
+    # liger-kernel (and Triton with it) so its kernels' parity tests run on a CPU too, under
+    # Triton's interpreter (tests/kernels/liger).
     "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
-             "tokenizers>=0.20", "protobuf", "pyyaml"],
+             "tokenizers>=0.20", "protobuf", "pyyaml", "liger-kernel"],
 }
 
 setup(

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from model.config import ModelError
-from model.kernels.optional import import_optional, is_installed
+from model.kernels.optional import import_optional, is_installed, triton_runs_on
 
 IMPLEMENTATIONS = ("auto", "chunked", "liger", "eager")
 
@@ -137,7 +137,7 @@ def resolve_implementation(name: str, device: torch.device | str) -> str:
     device = torch.device(device)
     if name == "auto":
         return "liger" if device.type == "cuda" and is_installed("liger_kernel") else "chunked"
-    if name == "liger" and device.type != "cuda":
+    if name == "liger" and not triton_runs_on(device):
         raise ModelError(f"fused cross-entropy 'liger' needs CUDA tensors, got {device.type} "
                          "(use 'chunked')")
     return name

@@ -10,8 +10,9 @@ applies activation checkpointing), like liger-kernel's `apply_liger_kernel_to_ll
 Names (`FUSED_OPS`):
 - `none`: the eager math of `model/llama.py` (the reference; default).
 - `liger`: liger-kernel's Triton kernels for all three (CUDA): `liger_rms_norm` ("llama"
-  casting, as our RMSNorm), `liger_rope` (rotate_half layout, q and k in one kernel),
-  `liger_swiglu` (silu(a)·b in one pass, recomputed in backward).
+  casting, as our RMSNorm), `liger_rope` (rotate_half layout, q and k in one kernel; it
+  rotates the projections' output in place, which nothing else reads), `liger_swiglu`
+  (silu(a)·b in one pass, recomputed in backward).
 - `torch`: `torch.nn.functional.rms_norm` with the weight folded in (one ATen op, with a
   fused CUDA kernel in recent torch; runs on CPU too, which is how the seam is tested without
   a GPU); rotary and SwiGLU stay eager (torch.compile fuses those element-wise ops itself).
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelError
-from model.kernels.optional import import_optional, is_installed
+from model.kernels.optional import import_optional, is_installed, triton_runs_on
 from model.llama import Attention, FeedForward, RMSNorm, apply_rotary
 
 FUSED_OPS = ("none", "auto", "liger", "torch")
@@ -84,7 +85,7 @@ def resolve_fused_ops(name: str, device: torch.device | str) -> FusedOps:
     if name == "auto":
         name = ("liger" if cuda and is_installed("liger_kernel") else "torch" if cuda else "none")
     if name == "liger":
-        if not cuda:
+        if not triton_runs_on(device):
             raise ModelError(f"fused ops 'liger' need CUDA, the model is on {device} "
                              "(use 'none' or 'torch')")
         return liger_ops()

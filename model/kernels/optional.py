@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from types import ModuleType
+
+import torch
 
 from model.config import ModelError
 
@@ -40,3 +43,10 @@ def import_optional(module: str, feature: str) -> ModuleType:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MissingKernelPackage(f"{feature} needs the {module.split('.')[0]!r} package, which "
                                    f"does not import here ({reason}): {INSTALL_HINT}") from None
+
+
+def triton_runs_on(device: torch.device | str) -> bool:
+    """True if Triton kernels (liger-kernel's) can run on tensors of `device`: on CUDA, or
+    anywhere under Triton's CPU interpreter (`TRITON_INTERPRET=1`, set before the kernels are
+    imported; slow, for tests: `tests/kernels/liger`)."""
+    return torch.device(device).type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"

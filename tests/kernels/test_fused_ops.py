@@ -1,8 +1,8 @@
 """Fused RMSNorm / rotary / SwiGLU: swapped into a built Llama without changing its weights,
 and computing the eager math of model/llama.py.
 
-Tolerances: float32 on CPU within 1e-5 (logits) / 1e-5 relative (gradients); liger's bf16
-kernels on CUDA vs the float32 eager reference within 2e-2 of the largest reference value.
+Tolerances: float32 on CPU within 1e-5 (logits) / 1e-5 relative (gradients); bf16 autocast on
+CUDA within 3e-2 of the largest reference value. liger-kernel's kernels: tests/kernels/liger.
 """
 
 import pytest
@@ -11,7 +11,7 @@ import torch
 from model import Llama, LlamaConfig, ModelError
 from model.kernels.fused_ops import (FusedOps, apply_fused_ops, eager_rotary, eager_silu_mul,
                                      resolve_fused_ops, torch_rms_norm)
-from model.llama import RMSNorm, apply_rotary
+from model.llama import RMSNorm
 
 
 def pair(config_name="debug-100k", **overrides):
@@ -89,7 +89,8 @@ def test_none_changes_nothing():
     assert type(fused.norm) is RMSNorm
 
 
-def test_auto_is_none_on_cpu_and_liger_needs_cuda():
+def test_auto_is_none_on_cpu_and_liger_needs_cuda(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # which lets liger run on the CPU
     assert resolve_fused_ops("auto", "cpu").name == "none"
     with pytest.raises(ModelError, match="'liger' need CUDA"):
         resolve_fused_ops("liger", "cpu")
@@ -105,72 +106,16 @@ def test_torch_rms_norm_matches_the_model_norm_in_float32():
     assert (torch_rms_norm(x, norm.weight, 1e-5) - norm(x)).abs().max().item() <= 1e-6
 
 
-# --- CUDA: liger-kernel's kernels against the eager math -------------------------------------
-
-def _liger():
-    pytest.importorskip("liger_kernel")
-    return resolve_fused_ops("liger", "cuda")
-
+# --- CUDA (liger-kernel's kernels have their own folder: tests/kernels/liger) ------------------
 
 def _close(got, want, tolerance=2e-2):
     assert (got.float() - want.float()).abs().max().item() <= tolerance * want.abs().max().item()
 
 
 @pytest.mark.gpu
-def test_cuda_liger_rms_norm_matches_eager_forward_and_backward():
-    ops = _liger()
-    norm = RMSNorm(256, 1e-5).cuda()
-    x = torch.randn(4, 64, 256, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    x32 = x.detach().float().requires_grad_()
-    want = norm(x32)
-    want.square().sum().backward()
-    got = ops.rms_norm(x, norm.weight, 1e-5)
-    got.float().square().sum().backward()
-    _close(got, want)
-    _close(x.grad, x32.grad)
-
-
-@pytest.mark.gpu
-def test_cuda_liger_rotary_matches_eager_forward_and_backward():
-    ops = _liger()
-    q = torch.randn(2, 64, 8, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    k = torch.randn(2, 64, 2, 64, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    angles = torch.outer(torch.arange(64.0), 1 / 10000 ** (torch.arange(0, 64, 2) / 64))
-    angles = torch.cat([angles, angles], dim=-1).cuda()
-    cos, sin = angles.cos(), angles.sin()
-    q32, k32 = (t.detach().float().requires_grad_() for t in (q, k))
-    want_q, want_k = apply_rotary(q32, cos, sin), apply_rotary(k32, cos, sin)
-    (want_q.square().sum() + want_k.square().sum() + want_q.sum()).backward()
-    got_q, got_k = ops.rotary(q, k, cos, sin)
-    (got_q.float().square().sum() + got_k.float().square().sum() + got_q.float().sum()).backward()
-    _close(got_q, want_q)
-    _close(got_k, want_k)
-    _close(q.grad, q32.grad)
-    _close(k.grad, k32.grad)
-
-
-@pytest.mark.gpu
-def test_cuda_liger_silu_mul_matches_eager_forward_and_backward():
-    ops = _liger()
-    gate, up = (torch.randn(4, 64, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                for _ in range(2))
-    gate32, up32 = (t.detach().float().requires_grad_() for t in (gate, up))
-    want = eager_silu_mul(gate32, up32)
-    want.square().sum().backward()
-    got = ops.silu_mul(gate, up)
-    got.float().square().sum().backward()
-    _close(got, want)
-    _close(gate.grad, gate32.grad)
-    _close(up.grad, up32.grad)
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("name", ["liger", "torch"])
-def test_cuda_fused_model_matches_eager_model_in_bf16_autocast(name):
-    if name == "liger":
-        _liger()
+def test_cuda_torch_fused_model_matches_eager_model_in_bf16_autocast():
     reference, fused = (m.cuda() for m in pair("debug-1m"))
-    apply_fused_ops(fused, name)
+    apply_fused_ops(fused, "torch")
     input_ids = torch.randint(0, reference.config.vocab_size, (2, 128), device="cuda")
     with torch.autocast("cuda", dtype=torch.bfloat16):
         want, got = reference(input_ids).float(), fused(input_ids).float()

@@ -1,0 +1,63 @@
+"""Where liger-kernel's Triton kernels run for these tests: natively on CUDA (bf16 against the
+float32 eager reference), or on the CPU under Triton's interpreter (`TRITON_INTERPRET=1`,
+float32), which is how CI runs them: `tests/kernels/test_liger_interpreted.py` starts this
+folder in a subprocess with that variable set, since Triton reads it when a kernel is defined.
+
+The interpreter has two gaps that liger's kernels hit, and `_close_interpreter_gaps` closes
+them for the test process only: it leaves Python float arguments unwrapped (its own "TODO: wrap
+everything in triton tensors"; compiled kernels receive them as fp32 scalars, which is what the
+patch gives the kernel), and it does not map `libdevice.rsqrt`, which liger's RMSNorm imports
+by name (the patch points that name at `tl.math.rsqrt`, the same function).
+"""
+
+import os
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from model.kernels.optional import is_installed
+
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and in which dtype the kernels run, and how close they must come to the float32
+    eager reference (relative to the reference's largest entry)."""
+
+    device: str
+    dtype: torch.dtype
+    tolerance: float
+
+
+def _close_interpreter_gaps():
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime import interpreter
+
+    import liger_kernel.ops.rms_norm as liger_rms_norm
+
+    implicit_cvt = interpreter._implicit_cvt
+
+    def wrap_floats(arg):
+        if isinstance(arg, float):
+            handle = interpreter.TensorHandle(np.array([arg], dtype=np.float32), tl.float32)
+            return tl.tensor(handle, tl.float32)
+        return implicit_cvt(arg)
+
+    interpreter._implicit_cvt = wrap_floats
+    liger_rms_norm.rsqrt = lambda x: tl.math.rsqrt(x)  # looked up when the kernel runs
+
+
+@pytest.fixture(scope="session")
+def target() -> Target:
+    if not is_installed("liger_kernel"):
+        pytest.skip("liger-kernel is not installed (pip install 'slm-pretrain[test]')")
+    if torch.cuda.is_available() and not INTERPRETED:
+        return Target("cuda", torch.bfloat16, 2e-2)
+    if not INTERPRETED:
+        pytest.skip("liger-kernel runs on CUDA, or on the CPU under TRITON_INTERPRET=1 "
+                    "(tests/kernels/test_liger_interpreted.py runs this folder that way)")
+    _close_interpreter_gaps()
+    return Target("cpu", torch.float32, 1e-5)
