@@ -31,6 +31,7 @@ import torch
 
 from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
 from model.kernels.cross_entropy import linear_cross_entropy, resolve_implementation
+from model.kernels.fused_ops import FUSED_OPS, FusedOps, resolve_fused_ops
 from model.kernels.optional import import_optional
 from pretrain.errors import PretrainError
 from pretrain.metrics import device_peak_flops, memory_stats_gb, mfu
@@ -53,6 +54,11 @@ class PretrainModule(L.LightningModule):
             (liger-kernel, CUDA), ``eager`` (full logits, then ``F.cross_entropy``), or ``auto``
             (``liger`` on CUDA when liger-kernel is installed, otherwise ``chunked``). All give
             the same loss up to float rounding.
+        fused_ops: fused RMSNorm / rotary / SwiGLU kernels swapped into the model
+            (``model.kernels.apply_fused_ops``): ``none`` (the eager math; default), ``liger``
+            (liger-kernel, CUDA), ``torch`` (``F.rms_norm``), or ``auto`` (``liger`` on CUDA when
+            installed, else ``torch`` on CUDA, else ``none``). Weights and checkpoints are the
+            same whatever the choice.
         lr, min_lr: peak and final learning rate. warmup_steps: linear warmup length in steps.
         schedule: ``cosine`` (to ``min_lr`` at ``trainer.max_steps``) or ``wsd``
             (warmup-stable-decay; linear decay over the last ``decay_fraction`` of the steps).
@@ -85,6 +91,7 @@ class PretrainModule(L.LightningModule):
         tie_embeddings: bool | None = None,
         attention_backend: str = "auto",
         fused_ce: str = "auto",
+        fused_ops: str = "none",
         lr: float = 4e-4,
         min_lr: float = 4e-5,
         warmup_steps: int = 2000,
@@ -118,6 +125,9 @@ class PretrainModule(L.LightningModule):
         if fused_ce not in CE_IMPLEMENTATIONS:
             raise PretrainError(f"fused_ce must be one of {', '.join(CE_IMPLEMENTATIONS)}, got "
                                 f"{fused_ce!r} (model.fused_ce)")
+        if fused_ops not in FUSED_OPS:
+            raise PretrainError(f"fused_ops must be one of {', '.join(FUSED_OPS)}, got "
+                                f"{fused_ops!r} (model.fused_ops)")
         if max_nonfinite_steps < 1:
             raise PretrainError(f"max_nonfinite_steps must be ≥ 1, got {max_nonfinite_steps} (model.max_nonfinite_steps)")
         self.automatic_optimization = False
@@ -143,18 +153,23 @@ class PretrainModule(L.LightningModule):
         self.model = build_parallel_model(
             self.model_config, self.trainer.strategy, init_seed=self.hparams.init_seed,
             mixed_precision=self.hparams.mixed_precision,
+            fused_ops=self.check_kernels(self.trainer.strategy.root_device),
             activation_checkpointing=self.hparams.activation_checkpointing,
             compile=self.hparams.compile)
-        self._check_fused_ce()
 
-    def _check_fused_ce(self) -> None:
-        """Fail before the first step if ``fused_ce`` cannot run on this device (``liger`` off
-        CUDA, or liger-kernel not installed)."""
+    def check_kernels(self, device: torch.device) -> FusedOps:
+        """One-line ``PretrainError`` if ``fused_ce`` or ``fused_ops`` cannot run on ``device``
+        (``liger`` off CUDA, or liger-kernel not installed); the CLI calls it before any work.
+        Returns the fused ops ``fused_ops`` means there."""
         try:
-            if resolve_implementation(self.hparams.fused_ce, self.trainer.strategy.root_device) == "liger":
+            if resolve_implementation(self.hparams.fused_ce, device) == "liger":
                 import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")
         except ValueError as e:
             raise PretrainError(f"{e} (model.fused_ce)") from e
+        try:
+            return resolve_fused_ops(self.hparams.fused_ops, device)
+        except ValueError as e:
+            raise PretrainError(f"{e} (model.fused_ops)") from e
 
     def forward(self, input_ids, document_ids=None):
         return self.model(input_ids, document_ids=document_ids)

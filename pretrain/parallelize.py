@@ -21,6 +21,8 @@ import torch
 from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from torch import nn
 
+from model.kernels.fused_ops import FusedOps, apply_fused_ops
+
 log = logging.getLogger(__name__)
 
 AC_MODES = ("none", "full", "selective")
@@ -60,8 +62,10 @@ if "fsdp2" not in StrategyRegistry:
 
 
 def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: str = "bf16",
-                         activation_checkpointing: str = "none", compile: bool = False) -> nn.Module:
-    """Construct, parallelise, materialise and initialise a ``Llama`` for ``strategy``'s device(s).
+                         fused_ops: str | FusedOps = "none", activation_checkpointing: str = "none",
+                         compile: bool = False) -> nn.Module:
+    """Construct, parallelise, materialise and initialise a ``Llama`` for ``strategy``'s device(s):
+    fused kernels, then activation checkpointing, compile and FSDP2, in that order.
     The initial weights depend only on ``(config, init_seed)``, not on the strategy or world size
     (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
     from model import Llama
@@ -74,6 +78,7 @@ def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: s
         model = Llama(config)
     if not meta_init:
         _init_weights(model, init_seed, device)
+    apply_fused_ops(model, fused_ops, device)
     apply_activation_checkpointing(model, activation_checkpointing)
     if compile:
         apply_compile(model)

@@ -10,9 +10,9 @@ applies activation checkpointing), like liger-kernel's `apply_liger_kernel_to_ll
 Names (`FUSED_OPS`):
 - `none`: the eager math of `model/llama.py` (the reference; default).
 - `liger`: liger-kernel's Triton kernels for all three (CUDA): `liger_rms_norm` ("llama"
-  casting, as our RMSNorm), `liger_rope` (rotate_half layout, q and k in one kernel; it
-  rotates the projections' output in place, which nothing else reads), `liger_swiglu`
-  (silu(a)·b in one pass, recomputed in backward).
+  casting, as our RMSNorm), `liger_rope` (rotate_half layout, q and k in one kernel,
+  on copies: it works in place), `liger_swiglu` (silu(a)·b in one pass, recomputed in
+  backward).
 - `torch`: `torch.nn.functional.rms_norm` with the weight folded in (one ATen op, with a
   fused CUDA kernel in recent torch; runs on CPU too, which is how the seam is tested without
   a GPU); rotary and SwiGLU stay eager (torch.compile fuses those element-wise ops itself).
@@ -60,8 +60,12 @@ def liger_ops() -> FusedOps:
         return functional.liger_rms_norm(x, weight, eps)
 
     def rotary(q, k, cos, sin):
-        # liger_rope takes [B, heads, T, hd] and cos/sin [1, T, hd]; the transposes are views
-        q, k = functional.liger_rope(q.transpose(1, 2), k.transpose(1, 2), cos[None], sin[None])
+        # liger_rope takes [B, heads, T, hd] and cos/sin [1, T, hd] (the transposes are views)
+        # and rotates its inputs in place. It gets copies: the projections' outputs may be held
+        # elsewhere, e.g. cached by selective activation checkpointing, where rotating them in
+        # place silently corrupts the recomputed attention and every gradient below it.
+        q, k = functional.liger_rope(q.transpose(1, 2).clone(), k.transpose(1, 2).clone(),
+                                     cos[None], sin[None])
         return q.transpose(1, 2), k.transpose(1, 2)
 
     def silu_mul(gate, up):

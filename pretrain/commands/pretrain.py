@@ -37,6 +37,7 @@ def run(argv: list[str]) -> int:
     plan = datamodule.plan_for(trainer.num_devices * trainer.num_nodes)
     module.accumulation = plan.accumulation
     module.lr_schedule(max_steps=trainer.max_steps)  # a bad schedule fails now, not after setup
+    module.check_kernels(trainer.strategy.root_device)  # kernels this device cannot run, too
     from pretrain.checkpoint import resolve_ckpt_path
 
     ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)

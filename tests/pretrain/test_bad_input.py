@@ -61,3 +61,13 @@ def test_missing_checkpoint(capsys, pretrain_data, tmp_path):
 def test_unknown_model_preset(capsys, pretrain_data, tmp_path):
     config = tiny_config(tmp_path / "run", pretrain_data, model={"preset": "llama-7t"})
     assert_user_error(slm_in_process(capsys, "pretrain", "--config", config), "llama-7t")
+
+
+def test_kernels_this_device_cannot_run(capsys, pretrain_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # which would let liger run on a CPU
+    for key, message in [("fused_ops", "fused ops 'liger' need CUDA"),
+                         ("fused_ce", "fused cross-entropy 'liger' needs CUDA")]:
+        config = tiny_config(tmp_path / key, pretrain_data, model={key: "liger"})
+        proc = slm_in_process(capsys, "pretrain", "--config", config)
+        assert_user_error(proc, message, f"(model.{key})")
+        assert _nothing_written(tmp_path / key)
