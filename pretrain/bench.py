@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -162,20 +163,35 @@ class Trainer:
                 "final_loss": self.losses[-1]}
 
 
+@contextmanager
+def naming_the_option(flag: str):
+    """A kernel choice this device cannot run (a `ModelError`) becomes a `PretrainError` that
+    names the flag: `error: <what> (<flag>)`."""
+    try:
+        yield
+    except ValueError as e:
+        raise PretrainError(f"{e} ({flag})") from e
+
+
 def build_ours(settings: BenchSettings, config, device: torch.device, dtype: torch.dtype):
     """Our Llama with the requested kernels, float8, activation checkpointing and compile."""
     from model import Llama
     from model.kernels import apply_fused_ops, linear_cross_entropy
     from model.kernels.attention_backends import check_backend
     from model.kernels.cross_entropy import resolve_implementation
+    from model.kernels.fused_ops import resolve_fused_ops
 
-    check_backend(settings.attention, torch.empty(1, 1, config.n_heads, config.head_dim,
-                                                  device=device, dtype=dtype, requires_grad=True))
-    fused_ce = settings.fused_ce if settings.fused_ce == "none" else resolve_implementation(
-        settings.fused_ce, device)
+    with naming_the_option("--attention"):
+        check_backend(settings.attention, torch.empty(1, 1, config.n_heads, config.head_dim,
+                                                      device=device, dtype=dtype, requires_grad=True))
+    with naming_the_option("--fused-ce"):
+        fused_ce = settings.fused_ce if settings.fused_ce == "none" else resolve_implementation(
+            settings.fused_ce, device)
+    with naming_the_option("--fused-ops"):
+        ops = resolve_fused_ops(settings.fused_ops, device)
     with torch.device(device):
         model = Llama(config)
-    fused_ops = apply_fused_ops(model, settings.fused_ops, device).name
+    fused_ops = apply_fused_ops(model, ops).name
     if settings.fp8:
         from pretrain.float8 import apply_float8
 
