@@ -271,8 +271,8 @@ def run_bench(settings: BenchSettings, compare_hf: bool = False) -> dict:
         config = config.replace(max_seq_len=seq_len)
     torch.manual_seed(settings.seed)
 
-    model, loss_fn, kernels = build_ours(settings, config, device, dtype)
-    trainers = [Trainer("ours", model, loss_fn, config.vocab_size, settings, seq_len, device, dtype)]
+    ours, loss_fn, kernels = build_ours(settings, config, device, dtype)
+    trainers = [Trainer("ours", ours, loss_fn, config.vocab_size, settings, seq_len, device, dtype)]
     if compare_hf:
         hf_model, hf_loss_fn = build_hf(settings, config, device)
         trainers.append(Trainer("hf", hf_model, hf_loss_fn, config.vocab_size, settings, seq_len,

@@ -4,7 +4,7 @@ one process, writes a sharded checkpoint, and that checkpoint resumes and export
 import pytest
 import torch
 
-from tests.fixtures.pretrain import metrics_losses, tiny_config
+from tests.fixtures.pretrain import assert_same_losses, metrics_losses, tiny_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,9 +22,7 @@ def fsdp2_run(pretrain_data, tmp_path_factory):
 
 def test_two_sharded_processes_log_the_losses_of_one_process(fsdp2_run, trained_run):
     sharded, single = metrics_losses(fsdp2_run), metrics_losses(trained_run)
-    assert sorted(sharded) == sorted(single) == [1, 2, 3, 4]
-    for step in single:
-        assert abs(sharded[step] - single[step]) <= 1e-5, (step, sharded[step], single[step])
+    assert_same_losses(sharded, single, [1, 2, 3, 4], 1e-5)
     val_sharded, val_single = metrics_losses(fsdp2_run, "val_loss"), metrics_losses(trained_run, "val_loss")
     assert abs(val_sharded[4] - val_single[4]) <= 1e-5
 

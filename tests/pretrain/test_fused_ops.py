@@ -10,7 +10,7 @@ from model import LlamaConfig
 from pretrain.errors import PretrainError
 from pretrain.module import PretrainModule
 from pretrain.parallelize import build_parallel_model
-from tests.fixtures.pretrain import metrics_losses, tiny_config
+from tests.fixtures.pretrain import assert_same_losses, metrics_losses, tiny_config
 
 
 def test_fused_ops_are_swapped_into_every_block_under_activation_checkpointing():
@@ -33,9 +33,7 @@ def test_training_with_fused_ops_gives_the_losses_of_the_eager_model(pretrain_da
                              model={"fused_ops": fused_ops, "activation_checkpointing": "selective"})
         assert run(["--config", str(config)]) == 0
         losses[fused_ops] = metrics_losses(tmp_path / fused_ops)
-    assert sorted(losses["torch"]) == [1, 2, 3]
-    for step, want in losses["none"].items():
-        assert abs(losses["torch"][step] - want) <= 1e-5, (step, losses["torch"][step], want)
+    assert_same_losses(losses["torch"], losses["none"], [1, 2, 3], 1e-5)
     assert losses["torch"][3] < losses["torch"][1] - 1e-3  # it trained: not a vacuous match
 
 

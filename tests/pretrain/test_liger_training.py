@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from model.kernels.optional import is_installed
-from tests.fixtures.pretrain import metrics_losses, tiny_config
+from tests.fixtures.pretrain import assert_same_losses, metrics_losses, tiny_config
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not (is_installed("triton") and is_installed("liger_kernel")),
@@ -29,8 +29,6 @@ def test_liger_kernels_under_fsdp2_train_like_the_eager_model(pretrain_data, tra
                           env={**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-6000:]
     liger, eager = metrics_losses(run_dir), metrics_losses(trained_run)
-    assert sorted(liger) == sorted(eager) == [1, 2, 3, 4]
-    for step in eager:
-        assert abs(liger[step] - eager[step]) <= 1e-4, (step, liger[step], eager[step])
+    assert_same_losses(liger, eager, [1, 2, 3, 4], 1e-4)
     val_liger, val_eager = metrics_losses(run_dir, "val_loss"), metrics_losses(trained_run, "val_loss")
     assert abs(val_liger[4] - val_eager[4]) <= 1e-4
