@@ -8,10 +8,11 @@ EXTRAS = {
     "cuda": ["liger-kernel", "torchao"],
     # Hugging Face interop: exports, parity tests, Hub releases.
     "hf": ["transformers>=4.45", "huggingface_hub>=0.25", "tokenizers>=0.20", "protobuf"],
-    # liger-kernel (and Triton with it) so its kernels' parity tests run on a CPU too, under
-    # Triton's interpreter (tests/kernels/liger).
+    # liger-kernel (and Triton with it) and torchao so the GPU kernels' parity tests run on a
+    # CPU too: liger's under Triton's interpreter (tests/kernels/liger), float8 on torch's CPU
+    # float8 matmul (tests/kernels/test_float8.py).
     "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
-             "tokenizers>=0.20", "protobuf", "pyyaml", "liger-kernel"],
+             "tokenizers>=0.20", "protobuf", "pyyaml", "liger-kernel", "torchao"],
 }
 
 setup(

@@ -189,13 +189,15 @@ def build_ours(settings: BenchSettings, config, device: torch.device, dtype: tor
             settings.fused_ce, device)
     with naming_the_option("--fused-ops"):
         ops = resolve_fused_ops(settings.fused_ops, device)
+    if settings.fp8:
+        from pretrain.float8 import check_float8_device, convert_to_float8
+
+        check_float8_device(device, "--fp8")
     with torch.device(device):
         model = Llama(config)
     fused_ops = apply_fused_ops(model, ops).name
     if settings.fp8:
-        from pretrain.float8 import apply_float8
-
-        apply_float8(model, device)
+        convert_to_float8(model)
     if settings.ac != "none" or settings.compile:
         # pretrain.parallelize imports Lightning (slow to import): only when needed
         from pretrain.parallelize import apply_activation_checkpointing, apply_compile

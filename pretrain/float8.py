@@ -1,9 +1,10 @@
 """Float8 training (torchao), applied to a built model from outside, like compile and FSDP.
 
 torchao's `convert_to_float8_training` swaps `nn.Linear` modules for `Float8Linear`
-(tensorwise-scaled e4m3 matmuls with bf16/fp32 master weights); it needs an sm89+ GPU (H100)
-and pays off under `torch.compile`, which fuses the scaling casts. Order (torchtitan's):
-float8 → activation checkpointing → compile → FSDP.
+(tensorwise-scaled e4m3 matmuls with bf16/fp32 master weights). It pays off on an sm89+ GPU
+(H100) under `torch.compile`, which fuses the scaling casts; `check_float8_device` refuses any
+other device, where it would only be slower. Order (torchtitan's): fused kernels → float8 →
+activation checkpointing → compile → FSDP.
 """
 
 from __future__ import annotations
@@ -22,20 +23,28 @@ def float8_filter(module: nn.Module, fqn: str) -> bool:
             and module.in_features % 16 == 0 and module.out_features % 16 == 0)
 
 
-def apply_float8(model: nn.Module, device: torch.device | str) -> int:
-    """Convert `model`'s block linears to float8 training in place; returns how many.
-
-    Raises `PretrainError` off an sm89+ CUDA device, and `model.kernels.MissingKernelPackage`
-    (naming `pip install 'slm-pretrain[cuda]'`) without torchao.
-    """
-    from model.kernels.optional import import_optional
+def check_float8_device(device: torch.device | str, option: str) -> None:
+    """`PretrainError` naming `option` unless `device` is an sm89+ GPU and torchao imports
+    (else the message names `pip install 'slm-pretrain[cuda]'`)."""
+    from model.kernels.optional import MissingKernelPackage, import_optional
 
     device = torch.device(device)
     if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
         raise PretrainError(f"float8 training needs an sm89+ GPU (H100, L40, ...), got {name} "
-                            "(--fp8)")
-    float8 = import_optional("torchao.float8", "float8 training (--fp8)")
+                            f"({option})")
+    try:
+        import_optional("torchao.float8", "float8 training")
+    except MissingKernelPackage as e:
+        raise PretrainError(f"{e} ({option})") from e
+
+
+def convert_to_float8(model: nn.Module) -> int:
+    """Convert `model`'s block linears (`float8_filter`) to float8 training in place, on any
+    device (also meta); returns how many. Check the device first (`check_float8_device`)."""
+    from model.kernels.optional import import_optional
+
+    float8 = import_optional("torchao.float8", "float8 training")
     converted = []
 
     def keep(module, fqn):

@@ -59,6 +59,8 @@ class PretrainModule(L.LightningModule):
             (liger-kernel, CUDA), ``torch`` (``F.rms_norm``), or ``auto`` (``liger`` on CUDA when
             installed, else ``torch`` on CUDA, else ``none``). Weights and checkpoints are the
             same whatever the choice.
+        float8: float8 training of the block linears via torchao (sm89+ GPU: H100, L40, ...;
+            ``pretrain.float8``); the LM head stays in bf16.
         lr, min_lr: peak and final learning rate. warmup_steps: linear warmup length in steps.
         schedule: ``cosine`` (to ``min_lr`` at ``trainer.max_steps``) or ``wsd``
             (warmup-stable-decay; linear decay over the last ``decay_fraction`` of the steps).
@@ -92,6 +94,7 @@ class PretrainModule(L.LightningModule):
         attention_backend: str = "auto",
         fused_ce: str = "auto",
         fused_ops: str = "none",
+        float8: bool = False,
         lr: float = 4e-4,
         min_lr: float = 4e-5,
         warmup_steps: int = 2000,
@@ -154,13 +157,18 @@ class PretrainModule(L.LightningModule):
             self.model_config, self.trainer.strategy, init_seed=self.hparams.init_seed,
             mixed_precision=self.hparams.mixed_precision,
             fused_ops=self.check_kernels(self.trainer.strategy.root_device),
+            float8=self.hparams.float8,
             activation_checkpointing=self.hparams.activation_checkpointing,
             compile=self.hparams.compile)
 
     def check_kernels(self, device: torch.device) -> FusedOps:
-        """One-line ``PretrainError`` if ``fused_ce`` or ``fused_ops`` cannot run on ``device``
-        (``liger`` off CUDA, or liger-kernel not installed); the CLI calls it before any work.
-        Returns the fused ops ``fused_ops`` means there."""
+        """One-line ``PretrainError`` if ``fused_ce``, ``fused_ops`` or ``float8`` cannot run on
+        ``device`` (``liger`` off CUDA, float8 below sm89, a package not installed); the CLI calls
+        it before any work. Returns the fused ops ``fused_ops`` means there."""
+        if self.hparams.float8:
+            from pretrain.float8 import check_float8_device
+
+            check_float8_device(device, "model.float8")
         try:
             if resolve_implementation(self.hparams.fused_ce, device) == "liger":
                 import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")

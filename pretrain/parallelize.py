@@ -22,6 +22,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from torch import nn
 
 from model.kernels.fused_ops import FusedOps, apply_fused_ops
+from pretrain.float8 import convert_to_float8
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,11 @@ if "fsdp2" not in StrategyRegistry:
 
 
 def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: str = "bf16",
-                         fused_ops: str | FusedOps = "none", activation_checkpointing: str = "none",
-                         compile: bool = False) -> nn.Module:
+                         fused_ops: str | FusedOps = "none", float8: bool = False,
+                         activation_checkpointing: str = "none", compile: bool = False) -> nn.Module:
     """Construct, parallelise, materialise and initialise a ``Llama`` for ``strategy``'s device(s):
-    fused kernels, then activation checkpointing, compile and FSDP2, in that order.
+    fused kernels, float8 linears, then activation checkpointing, compile and FSDP2, in that
+    order (callers check that the device can run the kernels: ``PretrainModule.check_kernels``).
     The initial weights depend only on ``(config, init_seed)``, not on the strategy or world size
     (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
     from model import Llama
@@ -79,6 +81,8 @@ def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: s
     if not meta_init:
         _init_weights(model, init_seed, device)
     apply_fused_ops(model, fused_ops, device)
+    if float8:
+        convert_to_float8(model)
     apply_activation_checkpointing(model, activation_checkpointing)
     if compile:
         apply_compile(model)
@@ -129,6 +133,7 @@ _SAVED_OPS = {
     torch.ops.aten._scaled_dot_product_efficient_attention.default,
     torch.ops.aten._scaled_dot_product_cudnn_attention.default,
     torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default,
+    torch.ops.aten._scaled_mm.default,  # float8 matmuls
 }
 
 

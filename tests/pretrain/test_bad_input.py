@@ -71,3 +71,10 @@ def test_kernels_this_device_cannot_run(capsys, pretrain_data, tmp_path, monkeyp
         proc = slm_in_process(capsys, "pretrain", "--config", config)
         assert_user_error(proc, message, f"(model.{key})")
         assert _nothing_written(tmp_path / key)
+
+
+def test_float8_off_an_sm89_gpu(capsys, pretrain_data, tmp_path):
+    config = tiny_config(tmp_path / "run", pretrain_data, model={"float8": True})
+    proc = slm_in_process(capsys, "pretrain", "--config", config)
+    assert_user_error(proc, "float8 training needs an sm89+ GPU", "(model.float8)")
+    assert _nothing_written(tmp_path / "run")
