@@ -12,6 +12,7 @@ convention of Chinchilla's isoFLOP data. Other column names map onto ours with `
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import tempfile
@@ -120,28 +121,21 @@ def read_results(path, columns: dict | None = None) -> Results:
 
 
 def write_csv_atomic(path, rows: list[dict], fieldnames) -> Path:
-    """Write rows to ``path`` via a temporary file in the same directory, then rename."""
+    """Write rows to ``path`` as CSV, atomically (``write_text_atomic``)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(fieldnames), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return write_text_atomic(path, text.getvalue())
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write ``text`` to ``path`` via a temporary file in the same directory, then rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(fieldnames), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_text_atomic(path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
