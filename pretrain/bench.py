@@ -4,7 +4,7 @@ A step is what training does: forward, loss, backward, AdamW step, zero grads. T
 `warmup` steps (allocator, autotuning, compilation) are not timed; then every step is timed
 on its own (CUDA synchronised before and after). Reported: tokens/s (from the mean step
 time), step time mean / p50 / p90, MFU (`model.flops.flops_per_token` and the peak table of
-`pretrain.metrics`; None on CPU), peak memory (CUDA: `max_memory_allocated`; CPU: the
+`pretrain.training.metrics`; None on CPU), peak memory (CUDA: `max_memory_allocated`; CPU: the
 process's peak RSS), and the versions of everything that matters.
 
 `compare_hf=True` also builds transformers' `LlamaForCausalLM` of the same shape (SDPA
@@ -121,7 +121,7 @@ class Trainer:
 
     def __init__(self, name: str, model: torch.nn.Module, loss_fn: Callable, vocab_size: int,
                  settings: BenchSettings, seq_len: int, device: torch.device, dtype: torch.dtype):
-        from pretrain.optim import build_adamw
+        from pretrain.training.optim import build_adamw
 
         self.name, self.model, self.loss_fn = name, model, loss_fn
         self.vocab_size, self.seq_len, self.device, self.dtype = vocab_size, seq_len, device, dtype
@@ -150,7 +150,7 @@ class Trainer:
             self.losses.append(loss.item())
 
     def report(self, flops_per_token: float, peak_flops: float | None) -> dict:
-        from pretrain.metrics import mfu
+        from pretrain.training.metrics import mfu
 
         times = self.step_times_s
         tokens_per_step = self.batch_size * self.seq_len
@@ -190,7 +190,7 @@ def build_ours(settings: BenchSettings, config, device: torch.device, dtype: tor
     with naming_the_option("--fused-ops"):
         ops = resolve_fused_ops(settings.fused_ops, device)
     if settings.fp8:
-        from pretrain.float8 import check_float8_device, convert_to_float8
+        from pretrain.training.float8 import check_float8_device, convert_to_float8
 
         check_float8_device(device, "--fp8")
     with torch.device(device):
@@ -199,8 +199,8 @@ def build_ours(settings: BenchSettings, config, device: torch.device, dtype: tor
     if settings.fp8:
         convert_to_float8(model)
     if settings.ac != "none" or settings.compile:
-        # pretrain.parallelize imports Lightning (slow to import): only when needed
-        from pretrain.parallelize import apply_activation_checkpointing, apply_compile
+        # pretrain.training.parallelize imports Lightning (slow to import): only when needed
+        from pretrain.training.parallelize import apply_activation_checkpointing, apply_compile
 
         apply_activation_checkpointing(model, settings.ac)
         if settings.compile:
@@ -227,7 +227,7 @@ def build_hf(settings: BenchSettings, config, device: torch.device):
     with torch.device(device):
         model = transformers.LlamaForCausalLM(hf_config)
     if settings.ac != "none":
-        from pretrain.parallelize import apply_activation_checkpointing
+        from pretrain.training.parallelize import apply_activation_checkpointing
 
         apply_activation_checkpointing(model.model, settings.ac)  # LlamaModel has `.layers` too
     if settings.compile:
@@ -260,7 +260,7 @@ def run_bench(settings: BenchSettings, compare_hf: bool = False) -> dict:
     import model.kernels  # noqa: F401  (registers the fused attention backends)
     from model import LlamaConfig
     from model.flops import flops_per_token, param_count
-    from pretrain.metrics import device_peak_flops
+    from pretrain.training.metrics import device_peak_flops
 
     check_settings(settings)
     if settings.threads:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from pretrain.checkpoint import STATE_NAME, find_checkpoint_dir, read_checkpoint_meta
+from pretrain.training.checkpoint.layout import STATE_NAME, find_checkpoint_dir, read_checkpoint_meta
 from pretrain.errors import PretrainError
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ The seam: `apply_fused_ops(model, name)` changes the class of the model's `RMSNo
 `Attention` and `FeedForward` modules to subclasses that differ only in the kernel their
 `forward` calls (the trick FSDP2's `fully_shard` itself uses). Parameters, state-dict keys,
 initialisation and checkpoints are untouched, and `model/llama.py` keeps the plain-PyTorch
-math as the reference. Apply it before `torch.compile` and FSDP (as `pretrain/parallelize.py`
+math as the reference. Apply it before `torch.compile` and FSDP (as `pretrain/training/parallelize.py`
 applies activation checkpointing), like liger-kernel's `apply_liger_kernel_to_llama`.
 
 Names (`FUSED_OPS`):

@@ -30,7 +30,7 @@ SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_d
 def run(argv: list[str]) -> int:
     _quiet_lightning()
     cli = _parse(argv)
-    from pretrain.checkpointing import PeriodicCheckpoint
+    from pretrain.training.checkpoint.callback import PeriodicCheckpoint
 
     trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(trainer.default_root_dir)
@@ -38,7 +38,7 @@ def run(argv: list[str]) -> int:
     module.accumulation = plan.accumulation
     module.lr_schedule(max_steps=trainer.max_steps)  # a bad schedule fails now, not after setup
     module.check_kernels(trainer.strategy.root_device)  # kernels this device cannot run, too
-    from pretrain.checkpoint import resolve_ckpt_path
+    from pretrain.training.checkpoint.layout import resolve_ckpt_path
 
     ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
     if ckpt_path is not None:
@@ -79,7 +79,7 @@ def _is_first_process() -> bool:
 
 def check_checkpoint_shape(checkpoint_dir: Path, model_config) -> None:
     """PretrainError when the checkpoint's weights have another shape than ``model_config``."""
-    from pretrain.checkpoint import read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import read_checkpoint_meta
 
     saved = read_checkpoint_meta(checkpoint_dir)["model_config"]
     wanted = dataclasses.asdict(model_config)
@@ -101,8 +101,8 @@ def check_checkpoint_strategy(state_path: Path, strategy) -> None:
 def _cli_class():
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-    from pretrain.checkpointing import PeriodicCheckpoint
-    import pretrain.parallelize  # noqa: F401  registers `strategy: fsdp2`
+    from pretrain.training.checkpoint.callback import PeriodicCheckpoint
+    import pretrain.training.parallelize  # noqa: F401  registers `strategy: fsdp2`
 
     class PretrainCLI(LightningCLI):
         """LightningCLI with our run-directory conventions (loggers, checkpoints, one seed)."""
@@ -127,7 +127,7 @@ def _cli_class():
             if trainer_config.get("enable_progress_bar") is not False:
                 from lightning.pytorch.callbacks import ProgressBar
 
-                from pretrain.progress import StepProgressBar
+                from pretrain.training.progress import StepProgressBar
 
                 callbacks = trainer_config.get("callbacks") or []
                 if not any(isinstance(c, ProgressBar) for c in callbacks):
@@ -136,7 +136,7 @@ def _cli_class():
             if logger is None or logger is True:
                 from lightning.pytorch.loggers import TensorBoardLogger
 
-                from pretrain.run_logs import MetricsCSVLogger
+                from pretrain.training.run_logs import MetricsCSVLogger
 
                 run_dir = self.config["trainer"]["default_root_dir"]
                 kwargs["logger"] = [MetricsCSVLogger(run_dir),
@@ -148,8 +148,8 @@ def _cli_class():
 
 def _parse(argv: list[str]):
     """Parse and instantiate; any config mistake becomes one PretrainError line."""
-    from pretrain.datamodule import PretrainDataModule
-    from pretrain.module import PretrainModule
+    from pretrain.training.datamodule import PretrainDataModule
+    from pretrain.training.module import PretrainModule
 
     cli_class = _cli_class()
     try:
@@ -202,8 +202,8 @@ def _write_config(cli, run_dir: Path) -> None:
 
 
 def _report(run_dir: Path, sample_prompt: str | None, sample_tokens: int | None) -> None:
-    from pretrain.checkpoint import latest_checkpoint
-    from pretrain.run_logs import plot_loss
+    from pretrain.training.checkpoint.layout import latest_checkpoint
+    from pretrain.training.run_logs import plot_loss
 
     plot = plot_loss(run_dir)
     checkpoint = latest_checkpoint(run_dir)

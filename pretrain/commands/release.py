@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pretrain.checkpoint import find_checkpoint_dir
+    from pretrain.training.checkpoint.layout import find_checkpoint_dir
     from pretrain.release.card import CardMetadata
     from pretrain.release.release import hub_api, release_checkpoint
     from pretrain.release.stage import check_repo_id, check_revision, stage_release

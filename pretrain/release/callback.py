@@ -110,7 +110,7 @@ class HubRelease(Callback):
         self._worker.start()
 
     def _check_milestones(self, trainer) -> int:
-        from pretrain.checkpointing import PeriodicCheckpoint
+        from pretrain.training.checkpoint.callback import PeriodicCheckpoint
 
         found = [c for c in trainer.callbacks if isinstance(c, PeriodicCheckpoint)]
         milestone = found[0].milestone_every_tokens if found else None
@@ -134,7 +134,7 @@ class HubRelease(Callback):
         self._last_seen_step = trainer.global_step
         passed = pl_module.tokens_seen // self.every_n_tokens
         if passed > self._milestones_passed:
-            from pretrain.checkpoint import milestone_name
+            from pretrain.training.checkpoint.layout import milestone_name
 
             step, tokens = trainer.global_step, pl_module.tokens_seen
             self._queue.put(Milestone(step, tokens, milestone_name(step, tokens)))
@@ -196,7 +196,7 @@ class HubRelease(Callback):
                         "no change" if result.commit is None else f"commit {result.commit[:12]}")
 
     def _wait_for_checkpoint(self, milestone: Milestone) -> Path:
-        from pretrain.checkpoint import checkpoints_dir, is_complete
+        from pretrain.training.checkpoint.layout import checkpoints_dir, is_complete
 
         path = checkpoints_dir(self._run_dir) / milestone.name
         deadline = time.monotonic() + self.checkpoint_wait_s

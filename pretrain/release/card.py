@@ -44,9 +44,9 @@ def _number(text: str | None) -> float | None:
 
 
 def read_loss_history(metrics_csv: Path, max_step: int) -> list[LossPoint]:
-    """The rows of `metrics_csv` (see `pretrain.run_logs`) at steps <= `max_step` that carry a
+    """The rows of `metrics_csv` (see `pretrain.training.run_logs`) at steps <= `max_step` that carry a
     loss or a val_loss; rows without `tokens_seen` are skipped."""
-    from pretrain.run_logs import read_metrics
+    from pretrain.training.run_logs import read_metrics
 
     points = []
     for row in read_metrics(metrics_csv):
@@ -110,7 +110,7 @@ def render_model_card(*, repo_id: str, revision: str, step: int, tokens_seen: in
     this revision, and the resolved training config."""
     import yaml
 
-    from pretrain.checkpoint import format_tokens
+    from pretrain.training.checkpoint.layout import format_tokens
 
     front = {
         "license": card.license,

@@ -90,10 +90,10 @@ def stage_release(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     load it). The loss curve covers metrics.csv rows up to this checkpoint's step. Written
     under a temporary name and renamed at the end: no half-written `out_dir` on error.
     """
-    from pretrain.checkpoint import (CHECKPOINTS_DIR, find_checkpoint_dir, milestone_name,
+    from pretrain.training.checkpoint.layout import (CHECKPOINTS_DIR, find_checkpoint_dir, milestone_name,
                                      read_checkpoint_meta)
     from pretrain.export import export_checkpoint
-    from pretrain.run_logs import METRICS_NAME
+    from pretrain.training.run_logs import METRICS_NAME
 
     ckpt = find_checkpoint_dir(checkpoint)
     meta = read_checkpoint_meta(ckpt)

@@ -30,7 +30,7 @@ import subprocess
 
 from lightning.pytorch import Callback
 
-from pretrain import checkpoint as layout
+from pretrain.training.checkpoint import layout
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class RequeueOnSignal(Callback):
 
     @staticmethod
     def _checkpoint_callback(trainer):
-        from pretrain.checkpointing import PeriodicCheckpoint
+        from pretrain.training.checkpoint.callback import PeriodicCheckpoint
 
         for callback in trainer.callbacks:
             if isinstance(callback, PeriodicCheckpoint):

@@ -77,14 +77,14 @@ def sbatch_directives(job: SlurmJob) -> list[str]:
 def strategy_args(job: SlurmJob) -> list[str]:
     """LightningCLI overrides that size the run to the allocation (and shard across nodes).
 
-    More than one node: the `fsdp2` strategy (pretrain/parallelize.py), whose default there is
+    More than one node: the `fsdp2` strategy (pretrain/training/parallelize.py), whose default there is
     HSDP: parameters sharded within a node and replicated across nodes, so parameter
     all-gathers stay on the node's NVLink and only gradient reductions cross the network.
     ``hsdp=False`` shards over every GPU of every node instead (least memory, most traffic).
     """
     args = ["--trainer.num_nodes", str(job.nodes), "--trainer.devices", str(job.tasks_per_node)]
     if job.nodes > 1:
-        args += ["--trainer.strategy", "pretrain.parallelize.FSDP2Strategy",
+        args += ["--trainer.strategy", "pretrain.training.parallelize.FSDP2Strategy",
                  "--trainer.strategy.hsdp", "true" if job.hsdp else "false"]
     return args
 

@@ -53,7 +53,7 @@ def run_status(run_dir: str | Path) -> dict:
     Raises PretrainError when ``run_dir`` does not exist or holds neither job records nor
     checkpoints.
     """
-    from pretrain.checkpoint import latest_checkpoint, read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import latest_checkpoint, read_checkpoint_meta
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -113,7 +113,7 @@ def test_percentile_interpolates_between_order_statistics():
 @pytest.mark.gpu
 def test_cuda_bench_reports_cuda_memory_and_mfu_where_the_peak_is_known(capsys):
     from pretrain.bench import BenchSettings, run_bench
-    from pretrain.metrics import device_peak_flops
+    from pretrain.training.metrics import device_peak_flops
 
     report = run_bench(BenchSettings(model="debug-1m", seq_len=256, micro_batch_size=4, steps=3,
                                      warmup=2, device="cuda"), compare_hf=True)

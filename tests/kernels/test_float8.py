@@ -15,7 +15,7 @@ from torch import nn
 
 from model import Llama, LlamaConfig
 from pretrain.errors import PretrainError
-from pretrain.float8 import check_float8_device, convert_to_float8, float8_filter
+from pretrain.training.float8 import check_float8_device, convert_to_float8, float8_filter
 
 
 def test_float8_filter_takes_block_linears_with_aligned_dims_but_not_the_head():

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pretrain import checkpoint as layout
+from pretrain.training.checkpoint import layout
 from pretrain.errors import PretrainError
 
 

@@ -1,12 +1,12 @@
 """A checkpoint requested mid-step (e.g. by a preemption signal handler) is written at the next
 step boundary, in the normal layout, and can stop training there."""
 
-from pretrain.checkpointing import PeriodicCheckpoint
+from pretrain.training.checkpoint.callback import PeriodicCheckpoint
 from tests.fixtures.pretrain import tiny_config
 
 
 def test_requested_checkpoint_lands_on_the_next_step_and_stops(pretrain_data, tmp_path, monkeypatch):
-    from pretrain.checkpoint import complete_checkpoints, read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import complete_checkpoints, read_checkpoint_meta
     from pretrain.commands.pretrain import run
 
     original = PeriodicCheckpoint.on_train_batch_end

@@ -7,7 +7,7 @@ import torch
 from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from model import LlamaConfig
-from pretrain.parallelize import build_parallel_model
+from pretrain.training.parallelize import build_parallel_model
 
 pytest.importorskip("torchao")
 

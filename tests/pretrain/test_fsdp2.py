@@ -28,7 +28,7 @@ def test_two_sharded_processes_log_the_losses_of_one_process(fsdp2_run, trained_
 
 
 def test_the_checkpoint_is_a_sharded_dcp_directory_with_one_file_per_rank(fsdp2_run):
-    from pretrain.checkpoint import read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import read_checkpoint_meta
 
     state = fsdp2_run / "checkpoints" / "step-000002" / "lightning.ckpt"
     assert state.is_dir() and len(list(state.glob("*.distcp"))) == 2

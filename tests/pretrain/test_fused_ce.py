@@ -28,7 +28,7 @@ def test_chunked_fused_loss_trains_like_the_full_logits_loss(pretrain_data, tmp_
 
 def _module_with_model(fused_ce):
     from model import Llama
-    from pretrain.module import PretrainModule
+    from pretrain.training.module import PretrainModule
 
     module = PretrainModule(preset="debug-100k", vocab_size=TINY_VOCAB, fused_ce=fused_ce)
     torch.manual_seed(0)
@@ -53,7 +53,7 @@ def test_the_chunked_loss_never_runs_the_lm_head_on_all_tokens():
 
 def test_an_unknown_fused_ce_is_a_user_error():
     from pretrain.errors import PretrainError
-    from pretrain.module import PretrainModule
+    from pretrain.training.module import PretrainModule
 
     with pytest.raises(PretrainError, match=r"fused_ce .*'fast'.*model\.fused_ce"):
         PretrainModule(preset="debug-100k", fused_ce="fast")

@@ -8,8 +8,8 @@ from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from model import LlamaConfig
 from pretrain.errors import PretrainError
-from pretrain.module import PretrainModule
-from pretrain.parallelize import build_parallel_model
+from pretrain.training.module import PretrainModule
+from pretrain.training.parallelize import build_parallel_model
 from tests.fixtures.pretrain import assert_same_losses, metrics_losses, tiny_config
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pretrain import checkpoint as layout
+from pretrain.training.checkpoint import layout
 from tests.fixtures.pretrain import metrics_losses, tiny_config
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pretrain.errors import PretrainError
-from pretrain.module import PretrainModule
+from pretrain.training.module import PretrainModule
 from tests.fixtures.pretrain import metrics_losses, tiny_config
 
 
@@ -36,8 +36,8 @@ def test_a_non_finite_step_is_skipped_counted_and_training_goes_on(pretrain_data
     _nan_on_calls(monkeypatch, {5})  # the 3rd step's first micro-batch (2 per step)
     run_dir = tmp_path / "run"
     assert _run(tiny_config(run_dir, pretrain_data, trainer={"max_steps": 4})) == 0
-    from pretrain.checkpoint import read_checkpoint_meta
-    from pretrain.run_logs import read_metrics
+    from pretrain.training.checkpoint.layout import read_checkpoint_meta
+    from pretrain.training.run_logs import read_metrics
 
     meta = read_checkpoint_meta(run_dir / "checkpoints" / "step-000004")
     assert meta["skipped_steps"] == 1

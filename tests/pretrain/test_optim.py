@@ -3,7 +3,7 @@
 import torch
 
 from model import Llama, LlamaConfig
-from pretrain.optim import build_adamw, param_groups
+from pretrain.training.optim import build_adamw, param_groups
 
 
 def _names(model, group):

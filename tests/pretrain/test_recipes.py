@@ -23,7 +23,7 @@ def test_big_recipe_shards_and_trains_two_steps_when_shrunk(recipe, pretrain_dat
     data = ["--data.sources", f"[{{path: {pretrain_data}, weight: 0.7}}, {{path: {pretrain_data}, weight: 0.3}}]"]
     run_pretrain("--config", CONFIGS / recipe, *SHRINK, *data, "--trainer.default_root_dir", run_dir)
     assert sorted(metrics_losses(run_dir)) == [1, 2]
-    from pretrain.checkpoint import read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import read_checkpoint_meta
 
     meta = read_checkpoint_meta(run_dir / "checkpoints" / "last")
     assert meta["format"] == "dcp"  # the recipe's fsdp2 strategy sharded it
@@ -35,8 +35,8 @@ def test_big_recipe_shards_and_trains_two_steps_when_shrunk(recipe, pretrain_dat
 def test_every_recipe_parses_and_its_batch_arithmetic_divides(recipe):
     """Parse with the real `slm pretrain` parser (types, unknown keys) without building anything."""
     from pretrain.commands.pretrain import _cli_class
-    from pretrain.datamodule import PretrainDataModule, plan_batches
-    from pretrain.module import PretrainModule
+    from pretrain.training.datamodule import PretrainDataModule, plan_batches
+    from pretrain.training.module import PretrainModule
 
     class ParseOnly(_cli_class()):
         def instantiate_classes(self):

@@ -20,7 +20,7 @@ def test_resume_from_a_checkpoint_reproduces_the_uninterrupted_losses(trained_ru
 
 
 def test_the_loss_falls_and_every_log_row_has_the_training_metrics(trained_run):
-    from pretrain.run_logs import read_metrics
+    from pretrain.training.run_logs import read_metrics
 
     rows = [r for r in read_metrics(trained_run / "metrics.csv") if r["loss"]]
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
@@ -35,7 +35,7 @@ def test_the_loss_falls_and_every_log_row_has_the_training_metrics(trained_run):
 
 
 def test_checkpoint_meta_records_position_shape_and_tokenizer(trained_run, trained_tokenizer):
-    from pretrain.checkpoint import read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import read_checkpoint_meta
 
     meta = read_checkpoint_meta(trained_run / "checkpoints" / "step-000004")
     assert meta["step"] == 4 and meta["tokens_seen"] == 1024 and meta["samples_consumed"] == 32

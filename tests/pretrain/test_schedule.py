@@ -5,7 +5,7 @@ import math
 import pytest
 
 from pretrain.errors import PretrainError
-from pretrain.schedule import LRSchedule
+from pretrain.training.schedule import LRSchedule
 
 
 def test_warmup_is_linear_from_lr_over_warmup_steps():

@@ -1,4 +1,4 @@
-"""Fixtures for release tests: a run directory in the layout of `pretrain/checkpoint.py` holding
+"""Fixtures for release tests: a run directory in the layout of `pretrain/training/checkpoint/layout.py` holding
 a tiny real `model.Llama` checkpoint, its metrics.csv, and the shared trained tokenizer."""
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ STEPS_LOGGED = range(10, 81, 10)  # metrics.csv goes beyond the checkpoint: the 
 def write_checkpoint(run_dir: Path, model, *, step: int, tokens_seen: int,
                      tokenizer_dir: Path | None, name: str | None = None,
                      sharded: bool = False) -> Path:
-    """A complete checkpoint written with pretrain.checkpoint's own layout calls: one file, or
+    """A complete checkpoint written with pretrain.training.checkpoint.layout's own layout calls: one file, or
     (`sharded`) a torch.distributed.checkpoint directory as FSDP2 runs write."""
-    from pretrain import checkpoint as layout
+    from pretrain.training.checkpoint import layout
 
     name = name or layout.milestone_name(step, tokens_seen)
     tmp = layout.begin_checkpoint(run_dir, name)
@@ -46,7 +46,7 @@ def write_checkpoint(run_dir: Path, model, *, step: int, tokens_seen: int,
 
 
 def write_metrics(run_dir: Path) -> Path:
-    from pretrain.run_logs import COLUMNS, METRICS_NAME
+    from pretrain.training.run_logs import COLUMNS, METRICS_NAME
 
     path = run_dir / METRICS_NAME
     with path.open("w", newline="") as f:

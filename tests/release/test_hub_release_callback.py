@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pretrain.checkpointing import PeriodicCheckpoint
+from pretrain.training.checkpoint.callback import PeriodicCheckpoint
 from pretrain.release import HubRelease, ReleaseError
 from tests.release.conftest import TINY_MODEL
 from tests.release.fake_hub import FakeHfApi

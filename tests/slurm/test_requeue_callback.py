@@ -22,7 +22,7 @@ def fake_scontrol(bin_dir, calls_file):
 
 def test_warning_signal_mid_step_checkpoints_that_step_stops_and_requeues(
         pretrain_data, tmp_path, monkeypatch):
-    from pretrain.checkpoint import complete_checkpoints, read_checkpoint_meta
+    from pretrain.training.checkpoint.layout import complete_checkpoints, read_checkpoint_meta
     from pretrain.commands.pretrain import run
 
     calls = tmp_path / "scontrol-calls.txt"

@@ -99,7 +99,7 @@ def test_multi_node_uses_hsdp(dry_run, tmp_path):
     script = only_script(tmp_path / "run").read_text()
     assert "--nodes=4" in directives(script)
     assert "--trainer.num_nodes 4" in script
-    assert "--trainer.strategy pretrain.parallelize.FSDP2Strategy" in script
+    assert "--trainer.strategy pretrain.training.parallelize.FSDP2Strategy" in script
     assert "--trainer.strategy.hsdp true" in script
 
 

@@ -14,7 +14,7 @@ from model import Llama, LlamaConfig
 from model.kernels.cross_entropy import linear_cross_entropy
 from model.kernels.fused_ops import apply_fused_ops, eager_silu_mul, resolve_fused_ops
 from model.llama import RMSNorm, RotaryEmbedding, apply_rotary
-from pretrain.parallelize import apply_activation_checkpointing
+from pretrain.training.parallelize import apply_activation_checkpointing
 
 
 def assert_close(got, want, tolerance):

@@ -1,4 +1,4 @@
-"""The Lightning callback that writes checkpoints in the layout of ``pretrain/checkpoint.py``.
+"""The Lightning callback that writes checkpoints in the layout of ``pretrain/training/checkpoint/layout.py``.
 
 Every ``every_n_steps`` optimizer steps, at each token milestone and at the end of training it
 saves Lightning's full training state (model, optimizer, lr scheduler, loop counters, data
@@ -16,8 +16,8 @@ import time
 
 from lightning.pytorch import Callback
 
-from pretrain import checkpoint as layout
-from pretrain.run_logs import plot_loss
+from pretrain.training.checkpoint import layout
+from pretrain.training.run_logs import plot_loss
 
 log = logging.getLogger(__name__)
 

@@ -119,7 +119,7 @@ class PretrainDataModule(L.LightningDataModule):
     def prepare_and_inspect(self) -> None:
         """Build the demo data if asked, then read the manifests: vocab size and tokenizer."""
         if self.demo_corpus:
-            from pretrain.demo_data import ensure_stdlib_demo_data
+            from pretrain.training.demo_data import ensure_stdlib_demo_data
 
             ensure_stdlib_demo_data(Path(self.sources[0].path), vocab_size=self.demo_vocab_size)
         from data.shards import read_manifest

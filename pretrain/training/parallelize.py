@@ -22,7 +22,7 @@ from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from torch import nn
 
 from model.kernels.fused_ops import FusedOps, apply_fused_ops
-from pretrain.float8 import convert_to_float8
+from pretrain.training.float8 import convert_to_float8
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from model.kernels.cross_entropy import linear_cross_entropy, resolve_implementa
 from model.kernels.fused_ops import FUSED_OPS, FusedOps, resolve_fused_ops
 from model.kernels.optional import import_optional
 from pretrain.errors import PretrainError
-from pretrain.metrics import device_peak_flops, memory_stats_gb, mfu
-from pretrain.optim import build_adamw
-from pretrain.schedule import LRSchedule
+from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
+from pretrain.training.optim import build_adamw
+from pretrain.training.schedule import LRSchedule
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class PretrainModule(L.LightningModule):
             installed, else ``torch`` on CUDA, else ``none``). Weights and checkpoints are the
             same whatever the choice.
         float8: float8 training of the block linears via torchao (sm89+ GPU: H100, L40, ...;
-            ``pretrain.float8``); the LM head stays in bf16.
+            ``pretrain.training.float8``); the LM head stays in bf16.
         lr, min_lr: peak and final learning rate. warmup_steps: linear warmup length in steps.
         schedule: ``cosine`` (to ``min_lr`` at ``trainer.max_steps``) or ``wsd``
             (warmup-stable-decay; linear decay over the last ``decay_fraction`` of the steps).
@@ -148,10 +148,10 @@ class PretrainModule(L.LightningModule):
 
     # ---- model ---------------------------------------------------------------------------
     def configure_model(self) -> None:
-        """Build the model once, parallelised by ``pretrain.parallelize`` for the strategy in use."""
+        """Build the model once, parallelised by ``pretrain.training.parallelize`` for the strategy in use."""
         if self.model is not None:
             return
-        from pretrain.parallelize import build_parallel_model
+        from pretrain.training.parallelize import build_parallel_model
 
         self.model = build_parallel_model(
             self.model_config, self.trainer.strategy, init_seed=self.hparams.init_seed,
@@ -166,7 +166,7 @@ class PretrainModule(L.LightningModule):
         ``device`` (``liger`` off CUDA, float8 below sm89, a package not installed); the CLI calls
         it before any work. Returns the fused ops ``fused_ops`` means there."""
         if self.hparams.float8:
-            from pretrain.float8 import check_float8_device
+            from pretrain.training.float8 import check_float8_device
 
             check_float8_device(device, "model.float8")
         try:
@@ -185,7 +185,7 @@ class PretrainModule(L.LightningModule):
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy (nats/token, fp32) of the next-token predictions in ``batch``."""
         document_ids = batch.get("document_ids") if self.hparams.document_masking else None
-        # ``forward_hidden`` is registered as an FSDP2 forward method (pretrain.parallelize), so
+        # ``forward_hidden`` is registered as an FSDP2 forward method (pretrain.training.parallelize), so
         # under FSDP2 it all-gathers like ``forward``; the root group (embeddings, final norm,
         # head) is not resharded after forward, so ``output.weight`` is the unsharded parameter
         # here and its gradient flows back to it like through ``model.output``.
@@ -250,7 +250,7 @@ class PretrainModule(L.LightningModule):
         return nullcontext()
 
     def _optimizer_step(self) -> None:
-        from pretrain.parallelize import clip_grad_norm
+        from pretrain.training.parallelize import clip_grad_norm
 
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         lr = optimizer.param_groups[0]["lr"]
