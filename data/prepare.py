@@ -34,7 +34,8 @@ import numpy as np
 from data import DataError
 from data.shard_writer import ShardWriter
 from data.shards import (FORMAT, FORMAT_VERSION, MANIFEST, SPLITS, json_bytes, token_dtype,
-                         token_dtype_name, write_bytes_atomic, write_manifest)
+                         token_dtype_name, write_manifest)
+from tokenizer.atomic import temporary_target, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ def prepare(inputs: Iterable[str | Path], tokenizer_dir: str | Path, output: str
 
 def _save_progress(output: Path, config: dict, state: dict, writers: dict) -> None:
     state["writers"] = {split: writer.checkpoint() for split, writer in writers.items()}
-    write_bytes_atomic(output / PROGRESS, json_bytes({"config": config, **state}))
+    write_atomic(output / PROGRESS, json_bytes({"config": config, **state}))
 
 
 def _read(file: Path, text_key, skip_bad_lines, skips, exclude_sets) -> Iterator[str]:
@@ -168,14 +169,20 @@ def _open_output(output: Path, config: dict, overwrite: bool) -> dict | None:
         return {"manifest": saved}
     log.info("resuming: %d of %d inputs already done (%s)", len(saved["inputs_done"]),
              len(config["inputs"]), progress_path)
+    _remove_prepared_files(output, only_temporaries=True)  # a kill mid-write leaves them
     return {k: saved[k] for k in ("inputs_done", "writers", "documents_seen")}
 
 
-def _remove_prepared_files(output: Path) -> None:
-    names = {MANIFEST, PROGRESS, MANIFEST + ".tmp", PROGRESS + ".tmp"}
+def _remove_prepared_files(output: Path, only_temporaries: bool = False) -> None:
+    """Delete what `prepare` writes in `output` (with `only_temporaries`: just the temporaries
+    of those files that a kill left behind)."""
     for path in output.iterdir():
-        split = path.name.split("-", 1)[0]
-        if path.name in names or (split in SPLITS and (".bin" in path.name or ".idx" in path.name)):
+        target = temporary_target(path.name)
+        if only_temporaries and target is None:
+            continue
+        name = target or path.name
+        split = name.split("-", 1)[0]
+        if name in (MANIFEST, PROGRESS) or (split in SPLITS and (".bin" in name or ".idx" in name)):
             path.unlink()
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from data import DataError
-from data.shards import (DOCUMENT_INDEX_DTYPE, index_file, sha256_file, shard_file,
-                         write_bytes_atomic)
+from data.shards import DOCUMENT_INDEX_DTYPE, index_file, sha256_file, shard_file
+from tokenizer.atomic import temporary_target, write_atomic
 
 _PARTIAL = ".partial"
 
@@ -64,17 +64,18 @@ class ShardWriter:
             starts = np.fromfile(source, dtype=DOCUMENT_INDEX_DTYPE)[:open_documents]
         self._remove_files_from(number, keep_open=bool(self.open_tokens))
         if self.open_tokens:
-            write_bytes_atomic(index_partial, starts.tobytes())
+            write_atomic(index_partial, starts.tobytes())
         self._starts: list[int] = starts.tolist()
         self._file = open(partial, "r+b" if self.open_tokens else "wb")
         self._file.truncate(self.open_tokens * self.dtype.itemsize)
         self._file.seek(0, os.SEEK_END)
 
     def _remove_files_from(self, number: int, keep_open: bool) -> None:
-        """Delete this split's files numbered >= `number` (the open shard's .bin.partial kept)."""
-        pattern = re.compile(rf"^{re.escape(self.split)}-(\d+)\.(bin|idx)(\.partial|\.tmp)?$")
+        """Delete this split's files numbered >= `number` (the open shard's .bin.partial kept),
+        and the temporaries of any of them that a kill left behind."""
+        pattern = re.compile(rf"^{re.escape(self.split)}-(\d+)\.(bin|idx)(\.partial)?$")
         for path in self.directory.iterdir():
-            match = pattern.match(path.name)
+            match = pattern.match(temporary_target(path.name) or path.name)
             if not match or int(match.group(1)) < number:
                 continue
             if keep_open and int(match.group(1)) == number and path.name.endswith(".bin" + _PARTIAL):
@@ -100,7 +101,7 @@ class ShardWriter:
         number = self._number
         self._file.close()
         index_payload = np.asarray(self._starts, dtype=DOCUMENT_INDEX_DTYPE).tobytes()
-        write_bytes_atomic(self._path(index_file(self.split, number)), index_payload)
+        write_atomic(self._path(index_file(self.split, number)), index_payload)
         bin_path = self._path(shard_file(self.split, number))
         os.replace(self._path(bin_path.name + _PARTIAL), bin_path)
         index_partial = self._path(index_file(self.split, number) + _PARTIAL)
@@ -119,8 +120,7 @@ class ShardWriter:
         """Flush and return the state a later writer resumes from (small: no token data)."""
         self._file.flush()
         index_payload = np.asarray(self._starts, dtype=DOCUMENT_INDEX_DTYPE).tobytes()
-        write_bytes_atomic(self._path(index_file(self.split, self._number) + _PARTIAL),
-                           index_payload)
+        write_atomic(self._path(index_file(self.split, self._number) + _PARTIAL), index_payload)
         return {"shards": [dict(s) for s in self.shards], "open_tokens": self.open_tokens,
                 "open_documents": len(self._starts)}
 

@@ -23,20 +23,22 @@ A prepared directory holds, for each split (``train``, ``val``):
     inputs                         [{path, bytes, documents, tokens, val_documents, skipped}]
     skipped                        {reason: count} over all inputs
 
-Every file is written under a temporary name and renamed when complete. The manifest holds no
-timestamps or host facts, so it is byte-identical for identical inputs and settings.
+Every file is written under a temporary name and renamed when complete (`tokenizer.atomic`;
+the shard being filled is appended to as ``.bin.partial``, see `data.shard_writer`). The
+manifest holds no timestamps or host facts, so it is byte-identical for identical inputs and
+settings.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from data import DataError
+from tokenizer.atomic import write_atomic
 
 FORMAT = "slm-token-shards"
 FORMAT_VERSION = 1
@@ -73,14 +75,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` via a temporary name in the same directory, then rename."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as f:
-        f.write(payload)
-    os.replace(temporary, path)
-
-
 def json_bytes(value) -> bytes:
     """Canonical JSON (sorted keys, fixed indent): equal values give equal bytes."""
     return (json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
@@ -89,8 +83,7 @@ def json_bytes(value) -> bytes:
 def write_manifest(directory: Path, manifest: dict) -> Path:
     """Write `manifest` as ``directory/manifest.json`` atomically; this marks completion."""
     path = Path(directory) / MANIFEST
-    write_bytes_atomic(path, json_bytes(manifest))
-    return path
+    return write_atomic(path, json_bytes(manifest))
 
 
 def read_manifest(directory: str | Path) -> dict:

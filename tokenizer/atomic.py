@@ -26,14 +26,17 @@ TMP_PREFIX = ".tmp-"
 def atomic_file(path: str | os.PathLike, mode: str = "w", *, encoding: str | None = "utf-8",
                 newline: str | None = None, permissions: int | None = None) -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on a clean exit it replaces ``path``
-    (``permissions``, e.g. 0o755, are set first); on an exception it is removed."""
+    (``permissions``, e.g. 0o755, are set first); on an exception it is removed. The handle's
+    ``name`` is the temporary path, for a caller that must hand the finished file to a tool
+    before it takes its name (flush first)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{TMP_PREFIX}{path.name}.", dir=path.parent)
     try:
+        os.close(fd)  # reopened by name, so that handle.name is the path and not a number
         binary = "b" in mode
-        with os.fdopen(fd, mode, encoding=None if binary else encoding,
-                       newline=None if binary else newline) as handle:
+        with open(tmp, mode, encoding=None if binary else encoding,
+                  newline=None if binary else newline) as handle:
             yield handle
         os.chmod(tmp, 0o644 if permissions is None else permissions)  # mkstemp makes it 0600
         os.replace(tmp, path)
@@ -74,6 +77,15 @@ def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Itera
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def temporary_target(name: str) -> str | None:
+    """The name that the leftover temporary ``name`` was being written for, or None when
+    ``name`` is not one of ours (callers that clean a directory after a kill use it)."""
+    if not name.startswith(TMP_PREFIX):
+        return None
+    # mkstemp/mkdtemp and swap_directory append ".<random>" or ".old-<pid>" to the name.
+    return name[len(TMP_PREFIX):].rsplit(".", 1)[0] or None
 
 
 def swap_directory(new: str | os.PathLike, path: str | os.PathLike) -> None:

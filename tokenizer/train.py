@@ -18,15 +18,13 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from tokenizer import TokenizerError
+from tokenizer.atomic import atomic_directory
 from tokenizer.corpus import expand_inputs, iter_documents
 from tokenizer.sentencepiece_tokenizer import MODEL_FILE, model_fingerprint
 
@@ -197,9 +195,7 @@ def train(inputs: Iterable[str | Path], vocab_size: int, output: str | Path, *,
     if not sample:
         raise TokenizerError(f"the inputs hold no text to train on ({', '.join(map(str, paths))})")
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{output.name}.tmp-", dir=output.parent))
-    try:
+    with atomic_directory(output, replace=overwrite) as work_dir:
         options = sentencepiece_options(vocab_size, special_tokens, num_threads)
         sentencepiece.set_random_generator_seed(seed)
         try:
@@ -240,23 +236,7 @@ def train(inputs: Iterable[str | Path], vocab_size: int, output: str | Path, *,
 
         meta["hf_files"] = write_hf_files(work_dir, special_tokens)
         (work_dir / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        replace_directory(work_dir, output)
-    except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
-        raise
     if skipped:
         log.warning("skipped %d bad records: %s", sum(skipped.values()),
                     ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items())))
     return output
-
-
-def replace_directory(new: Path, output: Path) -> None:
-    """Move the finished `new` directory to `output`, replacing an old one only at the end."""
-    new.chmod(0o755)  # mkdtemp creates it private; a tokenizer dir is meant to be shared
-    if not output.exists():
-        new.rename(output)
-        return
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
-    output.rename(old)
-    new.rename(output)
-    shutil.rmtree(old)

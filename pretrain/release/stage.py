@@ -7,12 +7,12 @@ import json
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from pretrain.release.card import CardMetadata, plot_loss_curve, read_loss_history, render_model_card
 from pretrain.release.hub import ReleaseError
+from tokenizer.atomic import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -108,11 +108,7 @@ def stage_release(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ReleaseError(f"output directory exists and is not empty: {out_dir}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".tmp-{out_dir.name}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with atomic_directory(out_dir) as tmp:
         export_checkpoint(ckpt, tmp, tokenizer_dir=tokenizer_dir)
         _ensure_generation_config(tmp)
         metrics_csv = ckpt.parent.parent / METRICS_NAME
@@ -127,11 +123,5 @@ def stage_release(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, 
             param_count=_param_count(meta["model_config"]), card=card,
             has_loss_plot=bool(points))
         (tmp / "README.md").write_text(text, encoding="utf-8")
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.rename(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     logger.info("staged %s (step %d, %d tokens) in %s", revision, step, tokens_seen, out_dir)
     return StagedRelease(out_dir, revision, step, tokens_seen)

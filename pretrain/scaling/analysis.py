@@ -182,13 +182,13 @@ def write_outputs(analysis: Analysis, output_dir) -> list:
 
     from pretrain.scaling.plots import write_plots
     from pretrain.scaling.report import render_report
-    from pretrain.scaling.results import write_text_atomic
+    from tokenizer.atomic import write_atomic
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(analysis, output_dir)
-    fit_json = write_text_atomic(output_dir / "fit.json",
-                                 json.dumps(analysis.summary, indent=2) + "\n")
-    report = write_text_atomic(output_dir / "report.md",
-                               render_report(analysis.summary, [p.name for p in plots]))
+    fit_json = write_atomic(output_dir / "fit.json",
+                            json.dumps(analysis.summary, indent=2) + "\n")
+    report = write_atomic(output_dir / "report.md",
+                          render_report(analysis.summary, [p.name for p in plots]))
     return [fit_json, report, *plots]

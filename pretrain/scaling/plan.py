@@ -34,7 +34,8 @@ from pathlib import Path
 import yaml
 
 from pretrain.errors import PretrainError
-from pretrain.scaling.results import write_csv_atomic, write_text_atomic
+from pretrain.scaling.results import write_csv_atomic
+from tokenizer.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -245,9 +246,9 @@ def plan_sweep(recipe_path, output) -> Path:
                   f"# {row['run']}: N={row['non_embedding_params']:,} non-embedding params, "
                   f"D={row['tokens']:,} tokens, C=6ND={row['flops']:.4g} FLOPs, "
                   f"M={row['M']:.3g} tokens/param.\n")
-        write_text_atomic(config_path, header + yaml.safe_dump(config, sort_keys=False))
+        write_atomic(config_path, header + yaml.safe_dump(config, sort_keys=False))
         row["config"] = str(config_path)
-    write_text_atomic(existing, json.dumps(
+    write_atomic(existing, json.dumps(
         {"recipe": str(recipe_path), "base_config": str(base_path), "kind": recipe["kind"],
          "fingerprint": fingerprint, "runs": [r["run"] for r in rows]}, indent=2) + "\n")
     plan_csv = write_csv_atomic(output / PLAN_FILE, rows, PLAN_COLUMNS)

@@ -12,16 +12,14 @@ convention of Chinchilla's isoFLOP data. Other column names map onto ours with `
 from __future__ import annotations
 
 import csv
-import io
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pretrain.errors import PretrainError
+from tokenizer.atomic import atomic_file
 
 RESULTS_COLUMNS = ("run", "params", "tokens", "loss", "flops", "tokens_per_param", "budget")
 POSITIVE_COLUMNS = ("params", "tokens", "loss", "flops", "budget")
@@ -121,24 +119,9 @@ def read_results(path, columns: dict | None = None) -> Results:
 
 
 def write_csv_atomic(path, rows: list[dict], fieldnames) -> Path:
-    """Write rows to ``path`` as CSV, atomically (``write_text_atomic``)."""
-    text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=list(fieldnames), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return write_text_atomic(path, text.getvalue())
-
-
-def write_text_atomic(path, text: str) -> Path:
-    """Write ``text`` to ``path`` via a temporary file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write rows to ``path`` as CSV, all at once (`tokenizer.atomic`); returns ``path``."""
+    with atomic_file(path, newline="") as handle:  # csv ends rows with \r\n itself
+        writer = csv.DictWriter(handle, fieldnames=list(fieldnames), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)

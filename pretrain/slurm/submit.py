@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 from pretrain.errors import PretrainError
 from pretrain.slurm.job import SlurmJob
 from pretrain.slurm.script import render_script
+from tokenizer.atomic import atomic_file, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +106,7 @@ def write_script(job: SlurmJob) -> Path:
     created = _make_dirs([job.record_dir])
     path = _script_path(job)
     try:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(render_script(job, path))
-        os.chmod(tmp, 0o755)
-        tmp.rename(path)
+        write_atomic(path, render_script(job, path), permissions=0o755)
     except OSError:
         for d in reversed(created):
             shutil.rmtree(d, ignore_errors=True)
@@ -128,20 +125,20 @@ def submit(job: SlurmJob) -> tuple[str, Path]:
     check_gpus_available(job)
     created = _make_dirs([job.record_dir] + [r.run_dir / "slurm" for r in job.runs])
     path = _script_path(job)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_text(render_script(job, path))
-        os.chmod(tmp, 0o755)
-        out = subprocess.run([sbatch, "--parsable", str(tmp)], capture_output=True, text=True,
-                             timeout=120, cwd=job.workdir)
-        if out.returncode != 0:
-            raise PretrainError(f"sbatch refused the job: {_one_line(out.stderr)}")
-        job_id = out.stdout.strip().split(";")[0]
-        if not job_id.isdigit():
-            raise PretrainError(f"sbatch printed no job id: {out.stdout.strip()!r}")
-        tmp.rename(path)
+        # sbatch reads the script under its temporary name; it takes `path` only once the job
+        # is accepted, so a refused or interrupted submission leaves no script behind.
+        with atomic_file(path, permissions=0o755) as script:
+            script.write(render_script(job, path))
+            script.flush()
+            out = subprocess.run([sbatch, "--parsable", script.name], capture_output=True,
+                                 text=True, timeout=120, cwd=job.workdir)
+            if out.returncode != 0:
+                raise PretrainError(f"sbatch refused the job: {_one_line(out.stderr)}")
+            job_id = out.stdout.strip().split(";")[0]
+            if not job_id.isdigit():
+                raise PretrainError(f"sbatch printed no job id: {out.stdout.strip()!r}")
     except BaseException:
-        tmp.unlink(missing_ok=True)
         for d in reversed(created):
             shutil.rmtree(d, ignore_errors=True)
         raise

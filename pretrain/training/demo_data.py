@@ -45,15 +45,15 @@ def stdlib_sources(max_bytes: int = MAX_CORPUS_BYTES) -> list[Path]:
 
 
 def write_corpus(path: Path, max_bytes: int = MAX_CORPUS_BYTES) -> Path:
+    from tokenizer.atomic import atomic_file
+
     if path.exists():
         return path
-    tmp = path.with_name(f".tmp-{path.name}")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_file(path) as f:
         for source in stdlib_sources(max_bytes):
             text = source.read_text(encoding="utf-8", errors="replace")
             if text.strip():
                 f.write(json.dumps({"text": text}) + "\n")
-    os.replace(tmp, path)
     return path
 
 
