@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +103,10 @@ class StreamingTokenDataset(IterableDataset):
         num_samples: stop after this many global samples; default None (endless) for train,
             one epoch (summed over sources) for val.
         window_shards, mix_block_samples: shuffle window and mixing block (data.index/mixing).
+        transform: called as ``transform((source, shard, offset), sample)`` on every sample
+            (the location is `locate`'s); returns the sample to yield, e.g. with per-token
+            teacher targets added (`pretrain.distill.cache_reader`). It travels to DataLoader
+            workers by pickling, so it must pickle.
 
     Attributes for the trainer: `vocab_size` and `tokenizer_path` (from the manifest),
     `samples_per_step` (W·B), `stats()`.
@@ -117,7 +121,8 @@ class StreamingTokenDataset(IterableDataset):
                  seed: int = 0, rank: int = 0, world_size: int = 1, start_sample: int = 0,
                  document_ids: bool = False, shuffle: bool | None = None,
                  num_samples: int | None = None, window_shards: int = 4,
-                 mix_block_samples: int = 1000):
+                 mix_block_samples: int = 1000,
+                 transform: Callable[[tuple[int, int, int], dict], dict] | None = None):
         super().__init__()
         pairs = _source_pairs(sources)
         if not 0 <= rank < world_size or micro_batch_size < 1:
@@ -126,6 +131,7 @@ class StreamingTokenDataset(IterableDataset):
         self.split, self.seq_len, self.seed = split, int(seq_len), int(seed)
         self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
         self.with_document_ids = bool(document_ids)
+        self.transform = transform
         shuffle = split == "train" if shuffle is None else shuffle
         self.sources = [_Source(Path(d), split, self.seq_len, _source_seed(seed, i), shuffle,
                                 window_shards) for i, (d, _) in enumerate(pairs)]
@@ -188,6 +194,8 @@ class StreamingTokenDataset(IterableDataset):
             boundaries = np.zeros(self.seq_len, dtype=np.int64)
             boundaries[starts[low:high] - offset] = 1
             sample["document_ids"] = torch.from_numpy(boundaries.cumsum())
+        if self.transform is not None:
+            sample = self.transform((source_number, shard, offset), sample)
         return sample
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:

@@ -19,6 +19,8 @@ COMMANDS = {
     "pretrain": "pretrain.commands.pretrain",
     "export": "pretrain.commands.export",
     "generate": "pretrain.commands.generate",
+    "eval": "pretrain.commands.eval",
+    "distill": "pretrain.commands.distill",
     "bench": "pretrain.commands.bench",
     "sweep": "pretrain.commands.sweep",
     "slurm": "pretrain.commands.slurm",
