@@ -1,36 +1,52 @@
-"""`slm bench --model NAME [...] [--json] [--compare hf]`: training-step throughput, MFU and
-peak memory of a preset on random tokens (see `pretrain/bench.py`)."""
+"""`slm bench (--model NAME | --config FILE.yaml) [...] [--json] [--compare hf]`: throughput,
+MFU and peak memory of the training step `slm pretrain` runs (see `pretrain/bench.py`)."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from pretrain.errors import PretrainError
+
+# `slm pretrain` recipe keys → BenchSettings fields (flags given on the command line win).
+RECIPE_MODEL_KEYS = {"preset": "model", "attention_backend": "attention", "fused_ce": "fused_ce",
+                     "fused_ops": "fused_ops", "compile": "compile", "float8": "fp8",
+                     "activation_checkpointing": "ac"}
+MODEL_SHAPE_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim",
+                    "max_seq_len", "rope_theta", "tie_embeddings")
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("bench", help="training-step throughput, MFU and peak memory")
-    p.add_argument("--model", required=True, metavar="NAME", help="preset (see `slm model list`)")
+    p = subparsers.add_parser("bench", help="throughput, MFU and peak memory of the training step")
+    p.add_argument("--model", metavar="NAME", help="preset (see `slm model list`)")
+    p.add_argument("--config", metavar="FILE", help="take model, kernels, seq_len, micro-batch and "
+                   "accumulation (at one device) from a `slm pretrain` recipe")
     p.add_argument("--seq-len", type=int, metavar="N", help="tokens per sequence (default: preset's max)")
-    p.add_argument("--micro-batch-size", type=int, default=1, metavar="N", help="sequences per step")
-    p.add_argument("--steps", type=int, default=10, metavar="N", help="timed steps (default 10)")
-    p.add_argument("--warmup", type=int, default=3, metavar="N", help="untimed steps first (default 3)")
-    p.add_argument("--attention", default="auto", metavar="NAME",
+    p.add_argument("--micro-batch-size", type=int, metavar="N", help="sequences per micro-batch (default 1)")
+    p.add_argument("--accumulation", type=int, metavar="N", help="micro-batches per step (default 1)")
+    p.add_argument("--steps", type=int, metavar="N", help="timed steps (default 10)")
+    p.add_argument("--warmup", type=int, metavar="N", help="untimed steps first (default 3)")
+    p.add_argument("--attention", metavar="NAME",
                    help="attention backend: auto, flash_attn, flash_attn_cute, sdpa_cudnn, xformers, "
                         "sdpa, flex, eager (default auto = fastest available)")
-    p.add_argument("--fused-ce", default="auto", metavar="IMPL",
-                   help="fused LM head + cross-entropy: auto, chunked, liger, eager (full logits), "
-                        "none (model(x) then F.cross_entropy) (default auto)")
-    p.add_argument("--no-fused-ce", dest="fused_ce", action="store_const", const="none",
-                   help="same as --fused-ce none")
-    p.add_argument("--fused-ops", default="none", metavar="NAME",
+    p.add_argument("--fused-ce", metavar="IMPL",
+                   help="LM head + cross-entropy: auto, chunked, liger, eager (full logits) (default auto)")
+    p.add_argument("--no-fused-ce", dest="fused_ce", action="store_const", const="eager",
+                   help="same as --fused-ce eager")
+    p.add_argument("--fused-ops", metavar="NAME",
                    help="fused RMSNorm/rotary/SwiGLU: none, auto, liger, torch (default none)")
-    p.add_argument("--compile", action="store_true", help="torch.compile each block")
-    p.add_argument("--fp8", action="store_true", help="float8 training via torchao (sm89+ GPU)")
-    p.add_argument("--ac", default="none", metavar="MODE",
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile each block")
+    p.add_argument("--fp8", action="store_true", default=None, help="float8 training via torchao (sm89+ GPU)")
+    p.add_argument("--ac", metavar="MODE",
                    help="activation checkpointing: none, full, selective (default none)")
-    p.add_argument("--dtype", metavar="DTYPE", help="bf16 (autocast) or fp32 (default: bf16 on CUDA, fp32 on CPU)")
+    p.add_argument("--strategy", metavar="NAME",
+                   help="single or fsdp2 (FSDP2 on one device, its mixed-precision policy; default: "
+                        "fsdp2 on CUDA, single on CPU)")
+    p.add_argument("--dtype", metavar="DTYPE",
+                   help="bf16 or fp32 (default: bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--device", metavar="DEVICE", help="cpu or cuda (default: cuda if available)")
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
-    p.add_argument("--seed", type=int, default=0, help="seed of weights and random tokens")
+    p.add_argument("--seed", type=int, help="seed of weights and random tokens (default 0)")
     p.add_argument("--compare", choices=["hf"], help="also time transformers' LlamaForCausalLM")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -39,25 +55,55 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from pretrain.bench import BenchSettings, run_bench
 
-    settings = BenchSettings(
-        model=args.model, seq_len=args.seq_len, micro_batch_size=args.micro_batch_size,
-        steps=args.steps, warmup=args.warmup, attention=args.attention, fused_ce=args.fused_ce,
-        fused_ops=args.fused_ops, compile=args.compile, fp8=args.fp8, ac=args.ac,
-        dtype=args.dtype, device=args.device, threads=args.threads, seed=args.seed)
-    report = run_bench(settings, compare_hf=args.compare == "hf")
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(format_report(report))
+    chosen = recipe_settings(Path(args.config)) if args.config else {}
+    flags = {"model": args.model, "seq_len": args.seq_len, "micro_batch_size": args.micro_batch_size,
+             "accumulation": args.accumulation, "steps": args.steps, "warmup": args.warmup,
+             "attention": args.attention, "fused_ce": args.fused_ce, "fused_ops": args.fused_ops,
+             "compile": args.compile, "fp8": args.fp8, "ac": args.ac, "strategy": args.strategy,
+             "dtype": args.dtype, "device": args.device, "threads": args.threads, "seed": args.seed}
+    chosen.update({key: value for key, value in flags.items() if value is not None})
+    if "model" not in chosen:
+        raise PretrainError("give --model NAME or --config FILE.yaml (slm bench)")
+    report = run_bench(BenchSettings(**chosen), compare_hf=args.compare == "hf")
+    print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+def recipe_settings(path: Path) -> dict:
+    """BenchSettings fields from a `slm pretrain` recipe: the model section (preset, shape
+    overrides, kernels), seq_len, micro-batch and the accumulation it has on one device."""
+    import yaml
+
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise PretrainError(f"cannot read the recipe: {e.__class__.__name__} ({path})") from None
+    model, data = recipe.get("model") or {}, recipe.get("data") or {}
+    settings = {field: model[key] for key, field in RECIPE_MODEL_KEYS.items() if key in model}
+    settings["overrides"] = {key: model[key] for key in MODEL_SHAPE_KEYS if model.get(key) is not None}
+    if "seq_len" in data:
+        settings["seq_len"] = data["seq_len"]
+    if "micro_batch_size" in data:
+        settings["micro_batch_size"] = data["micro_batch_size"]
+    if {"global_batch_tokens", "seq_len", "micro_batch_size"} <= data.keys():
+        from pretrain.training.plan import accumulation_for
+
+        settings["accumulation"] = accumulation_for(data["global_batch_tokens"], data["seq_len"],
+                                                    data["micro_batch_size"], 1)
+    strategy = (recipe.get("trainer") or {}).get("strategy")
+    settings["strategy"] = "fsdp2" if strategy == "fsdp2" else "single"
+    if model.get("mixed_precision") == "fp32":
+        settings["dtype"] = "fp32"
+    return settings
 
 
 def format_report(r: dict) -> str:
     mfu = "n/a (no peak for this device)" if r["mfu"] is None else f"{100 * r['mfu']:.1f}%"
     t = r["step_time_s"]
     lines = [
-        f"model {r['model']} ({r['params'] / 1e6:.1f}M params), {r['micro_batch_size']} x "
-        f"{r['seq_len']} tokens/step, {r['dtype']} on {r['device_name']} ({r['threads']} threads)",
+        f"model {r['model']} ({r['params'] / 1e6:.1f}M params), {r['accumulation']} x "
+        f"{r['micro_batch_size']} x {r['seq_len']} tokens/step, {r['dtype']} on {r['device_name']} "
+        f"({r['threads']} threads), strategy {r['strategy']}",
         f"kernels: attention {r['attention']}, fused CE {r['fused_ce']}, fused ops {r['fused_ops']}, "
         f"compile {r['compile']}, fp8 {r['fp8']}, AC {r['ac']}",
         f"tokens/s   {r['tokens_per_s']:,.0f}",

@@ -2,13 +2,15 @@
 
 The command line is parsed by LightningCLI (jsonargparse): ``model:`` → ``PretrainModule``,
 ``data:`` → ``PretrainDataModule``, ``trainer:`` → ``lightning.Trainer``, ``checkpoint:`` →
-``PeriodicCheckpoint``; ``seed_everything`` seeds weights and data order. Before any training
-work it checks the batch arithmetic, the checkpoint to resume from (its model shape) and the
-data's vocabulary; then it saves the resolved config to ``RUN_DIR/config.yaml`` and fits.
+``PeriodicCheckpoint``; ``seed_everything`` seeds weights and data order; ``max_tokens`` may
+give the run length instead of ``trainer.max_steps``. Before any training work it resolves the
+run plan (``pretrain.training.plan``: batch arithmetic, sequence length, masking, length) and
+checks the data's vocabulary, the kernels and the checkpoint to resume from (intact, same model
+shape); then it saves ``RUN_DIR/config.yaml`` and ``RUN_DIR/plan.json`` and fits.
 
-``--ckpt_path last`` resumes from the newest complete checkpoint of the run directory and
-starts fresh when there is none yet, so the same command both starts and continues a run
-(what SLURM requeueing relies on).
+``--ckpt_path last`` resumes from the newest intact checkpoint of the run directory (a damaged
+newer one is skipped with a log line) and starts fresh when there is none yet, so the same
+command both starts and continues a run (what SLURM requeueing relies on).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import os
 from pathlib import Path
 
 from pretrain.errors import PretrainError
+from pretrain.training.checkpoint.layout import CONFIG_NAME, resolve_ckpt_path
+from pretrain.training.plan import resolve_plan, save_plan
+from tokenizer.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -30,33 +35,26 @@ SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_d
 def run(argv: list[str]) -> int:
     _quiet_lightning()
     cli = _parse(argv)
-    from pretrain.training.checkpoint.callback import PeriodicCheckpoint
-
     trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(trainer.default_root_dir)
-    plan = datamodule.plan_for(trainer.num_devices * trainer.num_nodes)
-    module.accumulation = plan.accumulation
-    module.lr_schedule(max_steps=trainer.max_steps)  # a bad schedule fails now, not after setup
+    datamodule.prepare_and_inspect()
+    plan = resolve_plan(
+        seq_len=datamodule.seq_len, max_seq_len=module.model_config.max_seq_len,
+        micro_batch_size=datamodule.micro_batch_size, world_size=trainer.num_devices * trainer.num_nodes,
+        global_batch_tokens=datamodule.global_batch_tokens,
+        document_masking=module.hparams.document_masking, data_has_document_ids=datamodule.document_ids,
+        max_steps=trainer.max_steps, max_tokens=cli.config.get("max_tokens"),
+        val_every_n_steps=datamodule.val_every_n_steps)
+    datamodule.check_vocab(module.model_config.vocab_size)
+    module.lr_schedule(max_steps=plan.max_steps)  # a bad schedule fails now, not after setup
     module.check_kernels(trainer.strategy.root_device)  # kernels this device cannot run, too
-    from pretrain.training.checkpoint.layout import resolve_ckpt_path
-
     ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
     if ckpt_path is not None:
         check_checkpoint_shape(ckpt_path.parent, module.model_config)
         check_checkpoint_strategy(ckpt_path, trainer.strategy)
-    datamodule.prepare_and_inspect()
-    datamodule.check_vocab(module.model_config.vocab_size)
-    trainer.val_check_interval = datamodule.val_every_n_steps * plan.accumulation
-    trainer.check_val_every_n_epoch = None
-    run_config = _resolved_config(cli)
-    for callback in trainer.callbacks:
-        if isinstance(callback, PeriodicCheckpoint):
-            callback.run_config = run_config
-    # Under srun every task runs this; SLURM_LOCALID/SLURM_NODEID say which one is first.
-    first_process = (os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")) == "0"
-                     and os.environ.get("NODE_RANK", os.environ.get("SLURM_NODEID", "0")) == "0")
-    if first_process:
+    if _is_first_process():
         _write_config(cli, run_dir)
+        save_plan(plan, run_dir)
         log.info("run directory: %s", run_dir)
         log.info(plan.describe())
         log.info("resuming from %s" if ckpt_path else "starting from scratch%s",
@@ -70,7 +68,8 @@ def run(argv: list[str]) -> int:
 
 
 def _is_first_process() -> bool:
-    """Rank 0 before Lightning has set ranks up (launched children and srun tasks carry env vars)."""
+    """Rank 0 before Lightning has set ranks up (launched children and srun tasks carry env vars;
+    under srun every task runs this command)."""
     for variable in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"):
         if os.environ.get(variable, "0") != "0":
             return False
@@ -111,16 +110,36 @@ def _cli_class():
             parser.add_argument("--ckpt_path", type=str | None, default=None,
                                 help="checkpoint to resume: a checkpoint directory, or `last` = the "
                                      "newest complete one in the run directory (none yet: start fresh)")
+            parser.add_argument("--max_tokens", type=int | None, default=None,
+                                help="run length in tokens instead of trainer.max_steps (rounded up "
+                                     "to whole steps of data.global_batch_tokens)")
             parser.add_argument("--sample_prompt", type=str | None, default=None,
                                 help="after training, print a sample continuing this prompt")
             parser.add_argument("--sample_tokens", type=int, default=64, help="length of that sample")
             parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
             parser.link_arguments("seed_everything", "model.init_seed")
             parser.link_arguments("seed_everything", "data.seed")
+            # One switch each: masking makes the data yield document ids; validation counts steps
+            # (one training batch is one optimizer step).
+            parser.link_arguments("model.document_masking", "data.document_ids")
+            parser.link_arguments("data.val_every_n_steps", "trainer.val_check_interval")
             parser.set_defaults({"trainer.enable_checkpointing": False,
                                  "trainer.check_val_every_n_epoch": None,
                                  "trainer.num_sanity_val_steps": 0,
                                  "trainer.default_root_dir": "runs/pretrain"})
+
+        def before_instantiate_classes(self) -> None:
+            """``max_tokens`` → ``trainer.max_steps``, before the trainer and schedule exist."""
+            from pretrain.training.plan import steps_for_tokens
+
+            max_tokens = self.config.get("max_tokens")
+            if max_tokens is None:
+                return
+            if self.config.trainer.max_steps not in (None, -1):
+                raise PretrainError(f"give the run length once: max_tokens {max_tokens} or "
+                                    f"trainer.max_steps {self.config.trainer.max_steps}, not both "
+                                    f"(set --trainer.max_steps -1 to use max_tokens) (max_tokens)")
+            self.config.trainer.max_steps = steps_for_tokens(max_tokens, self.config.data.global_batch_tokens)
 
         def instantiate_trainer(self, **kwargs):
             trainer_config = self.config_init["trainer"]
@@ -185,20 +204,10 @@ def _one_line(message: str) -> str:
     return "; ".join(lines[:3]) + " (slm pretrain)"
 
 
-def _resolved_config(cli) -> dict:
-    import yaml
-
-    dumped = yaml.safe_load(cli.parser.dump(cli.config, skip_none=False, skip_check=True))
-    dumped.pop("config", None)
-    return dumped
-
-
 def _write_config(cli, run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / ".tmp-config.yaml"
     text = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
-    tmp.write_text("# Resolved config of the latest `slm pretrain` invocation in this directory.\n" + text)
-    os.replace(tmp, run_dir / "config.yaml")
+    write_atomic(run_dir / CONFIG_NAME, "# Resolved config of the latest `slm pretrain` invocation "
+                                        "in this directory.\n" + text)
 
 
 def _report(run_dir: Path, sample_prompt: str | None, sample_tokens: int | None) -> None:

@@ -90,7 +90,6 @@ class HubRelease(Callback):
         self._queue: queue.Queue = queue.Queue()
         self._worker: threading.Thread | None = None
         self._milestones_passed = 0
-        self._last_seen_step = -1
         self._run_dir: Path | None = None
         self._api = None
 
@@ -124,14 +123,13 @@ class HubRelease(Callback):
         return every
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._last_seen_step = trainer.global_step
         if self.every_n_tokens:
             self._milestones_passed = pl_module.tokens_seen // self.every_n_tokens
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._worker is None or trainer.global_step == self._last_seen_step:
+        """The end of an optimizer step (one training batch is one step)."""
+        if self._worker is None:
             return
-        self._last_seen_step = trainer.global_step
         passed = pl_module.tokens_seen // self.every_n_tokens
         if passed > self._milestones_passed:
             from pretrain.training.checkpoint.layout import milestone_name

@@ -44,7 +44,6 @@ class RequeueOnSignal(Callback):
         self.requeue = requeue
         self.signal_received = False
         self.requeue_pending = False
-        self._last_seen_step = -1
         self._saver = None  # the PeriodicCheckpoint that writes the checkpoint; set at train start
         self.job_id = os.environ.get("SLURM_JOB_ID")
         if self.job_id is not None:
@@ -54,16 +53,15 @@ class RequeueOnSignal(Callback):
         self.signal_received = True
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._last_seen_step = trainer.global_step
         self._saver = self._checkpoint_callback(trainer)
         if self._saver not in trainer.callbacks:
             self._saver.on_train_start(trainer, pl_module)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """The end of an optimizer step (one training batch is one step)."""
         step = trainer.global_step
-        if self.job_id is None or self.requeue_pending or step == self._last_seen_step:
-            return  # not under SLURM, already acting, or mid-accumulation (no complete state yet)
-        self._last_seen_step = step
+        if self.job_id is None or self.requeue_pending:
+            return  # not under SLURM, or already acting
         if not trainer.strategy.reduce_boolean_decision(self.signal_received, all=False):
             return
         if trainer.is_global_zero:

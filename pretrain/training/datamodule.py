@@ -1,21 +1,29 @@
-"""The LightningDataModule: prepared token shards → per-rank micro-batches, with the batch
-arithmetic (global batch in tokens → micro-batches and accumulation) checked up front.
+"""The LightningDataModule: prepared token shards → one batch per optimizer step.
+
+A training batch is a rank's whole step: ``{"input_ids": [A, B, T], "labels": [A, B, T]}``
+(plus ``"document_ids"`` when ``model.document_masking`` is on), A = accumulation micro-batches
+of B = ``micro_batch_size`` sequences of T = ``seq_len`` tokens, A from the run plan
+(``pretrain.training.plan``). Step s consumes global samples ``[s·G, (s+1)·G)`` (G sequences
+per step); rank r takes the r-th of its W equal parts, so the samples of a step do not depend on
+the world size.
 
 Resume is exact and independent of world size and worker count: the data position is one
 number, ``samples_consumed`` (global samples taken by training steps so far, saved in every
-checkpoint), and the training stream restarts at that global sample index
-(``data.StreamingTokenDataset(start_sample=...)``), whose order depends only on the seed.
+checkpoint; tokens seen = samples_consumed × seq_len), and the training stream restarts at that
+global sample index (``data.StreamingTokenDataset(start_sample=...)``), whose order depends only
+on the seed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, default_collate
 
 from pretrain.errors import PretrainError
 
@@ -30,48 +38,13 @@ class DataSource:
     weight: float = 1.0
 
 
-@dataclass(frozen=True)
-class BatchPlan:
-    """How one optimizer step's ``global_batch_tokens`` are cut into micro-batches."""
-
-    global_batch_tokens: int
-    seq_len: int
-    micro_batch_size: int
-    world_size: int
-    accumulation: int
-
-    @property
-    def global_batch_samples(self) -> int:
-        return self.global_batch_tokens // self.seq_len
-
-    def describe(self) -> str:
-        return (f"global batch {self.global_batch_tokens:,} tokens = {self.global_batch_samples} "
-                f"sequences of {self.seq_len} = micro-batch {self.micro_batch_size} × "
-                f"{self.world_size} ranks × {self.accumulation} accumulation steps")
-
-
-def plan_batches(global_batch_tokens: int, seq_len: int, micro_batch_size: int, world_size: int) -> BatchPlan:
-    """Derive gradient accumulation; PretrainError unless it divides exactly."""
-    if min(global_batch_tokens, seq_len, micro_batch_size, world_size) < 1:
-        raise PretrainError(f"global_batch_tokens, seq_len and micro_batch_size must be positive, got "
-                            f"{global_batch_tokens}, {seq_len}, {micro_batch_size} (data)")
-    per_micro_step = seq_len * micro_batch_size * world_size
-    if global_batch_tokens % per_micro_step:
-        raise PretrainError(
-            f"global_batch_tokens {global_batch_tokens} is not divisible by seq_len × micro_batch_size × "
-            f"world_size = {seq_len} × {micro_batch_size} × {world_size} = {per_micro_step} "
-            f"(data.global_batch_tokens)")
-    return BatchPlan(global_batch_tokens, seq_len, micro_batch_size, world_size,
-                     global_batch_tokens // per_micro_step)
-
-
 class PretrainDataModule(L.LightningDataModule):
     """Training and validation streams over one or more prepared directories.
 
     Args:
         path: one prepared directory (shorthand for ``sources: [{path: ..., weight: 1}]``).
         sources: prepared directories mixed by weight (e.g. SlimPajama 0.6936, StarCoder 0.3064).
-        seq_len: tokens per training sequence.
+        seq_len: tokens per training sequence (at most the model's ``max_seq_len``).
         global_batch_tokens: tokens per optimizer step over all ranks; must be a multiple of
             ``seq_len × micro_batch_size × world_size`` (the quotient is the accumulation).
         micro_batch_size: sequences per forward/backward on one device.
@@ -80,7 +53,8 @@ class PretrainDataModule(L.LightningDataModule):
         val_every_n_steps: validate every this many optimizer steps.
         val_sequences: sequences per validation over all ranks (None = the whole validation
             split); the same sequences whatever the world size.
-        document_ids: also load document ids (for document-masked attention).
+        document_ids: also load document ids; linked to ``model.document_masking`` by the CLI,
+            the one switch for document-masked attention.
         demo_corpus: ``stdlib`` builds ``path`` on first use from the running Python's standard
             library sources (tokenizer + shards; no download) — the README demo; None = off.
         demo_vocab_size: vocabulary of the demo tokenizer.
@@ -105,17 +79,15 @@ class PretrainDataModule(L.LightningDataModule):
         self.micro_batch_size, self.num_workers, self.seed = micro_batch_size, num_workers, seed
         self.val_every_n_steps, self.val_sequences = val_every_n_steps, val_sequences
         self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
-        self.plan: BatchPlan | None = None
-        self.samples_consumed = 0  # global training samples consumed by completed micro-steps
+        self.samples_consumed = 0  # global training samples of the steps taken: THE progress counter
         self.vocab_size: int | None = None
         self.tokenizer_dir: str | None = None
 
-    # ---- called by the CLI before training, on every rank --------------------------------
-    def plan_for(self, world_size: int) -> BatchPlan:
-        """Check and fix the batch arithmetic for ``world_size`` ranks (no data is touched)."""
-        self.plan = plan_batches(self.global_batch_tokens, self.seq_len, self.micro_batch_size, world_size)
-        return self.plan
+    @property
+    def tokens_seen(self) -> int:
+        return self.samples_consumed * self.seq_len
 
+    # ---- called by the CLI before training, on every rank --------------------------------
     def prepare_and_inspect(self) -> None:
         """Build the demo data if asked, then read the manifests: vocab size and tokenizer."""
         if self.demo_corpus:
@@ -139,35 +111,48 @@ class PretrainDataModule(L.LightningDataModule):
                 f"{data_vocab} (or up to {padded} for padding) (model.vocab_size)")
 
     # ---- Lightning hooks -----------------------------------------------------------------
-    def _dataset(self, split: str, start_sample: int = 0, num_samples: int | None = None):
+    def accumulation(self) -> int:
+        """Micro-batches per rank and step for this trainer's world size (the run plan's rule)."""
+        from pretrain.training.plan import accumulation_for
+
+        return accumulation_for(self.global_batch_tokens, self.seq_len, self.micro_batch_size,
+                                self.trainer.world_size)
+
+    def _dataset(self, split: str, samples_per_rank: int, start_sample: int = 0,
+                 num_samples: int | None = None):
         from data import StreamingTokenDataset
 
         return StreamingTokenDataset(
             [(s.path, s.weight) for s in self.sources], split, seq_len=self.seq_len,
-            micro_batch_size=self.micro_batch_size, seed=self.seed, rank=self.trainer.global_rank,
+            micro_batch_size=samples_per_rank, seed=self.seed, rank=self.trainer.global_rank,
             world_size=self.trainer.world_size, start_sample=start_sample,
             document_ids=self.document_ids, num_samples=num_samples)
-
-    def _loader(self, dataset, num_workers: int) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.micro_batch_size, num_workers=num_workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
     def train_dataloader(self) -> DataLoader:
         if self.samples_consumed:
             log.info("resuming the training stream at global sample %d", self.samples_consumed)
-        return self._loader(self._dataset("train", self.samples_consumed), self.num_workers)
+        accumulation = self.accumulation()
+        # The dataset's unit is one rank's whole step (A·B samples); the loader collates it and
+        # cuts it into A micro-batches, so one loader batch is one optimizer step.
+        dataset = self._dataset("train", accumulation * self.micro_batch_size, self.samples_consumed)
+        return DataLoader(dataset, batch_size=accumulation * self.micro_batch_size,
+                          num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
+                          collate_fn=partial(collate_step, accumulation=accumulation),
+                          persistent_workers=False)
 
     def val_dataloader(self) -> DataLoader:
         # Validation runs in the training process between steps: no worker start-up per round.
         # The first val_sequences of the (unshuffled) split, divided among the ranks.
-        dataset = self._dataset("val")
+        dataset = self._dataset("val", self.micro_batch_size)
         if self.val_sequences is not None:
-            dataset = self._dataset("val", num_samples=min(self.val_sequences, dataset.num_samples))
-        return self._loader(dataset, 0)
+            dataset = self._dataset("val", self.micro_batch_size,
+                                    num_samples=min(self.val_sequences, dataset.num_samples))
+        return DataLoader(dataset, batch_size=self.micro_batch_size, num_workers=0,
+                          pin_memory=torch.cuda.is_available())
 
     def on_before_batch_transfer(self, batch, dataloader_idx: int):
         if self.trainer.training:
-            self.samples_consumed += self.micro_batch_size * self.trainer.world_size
+            self.samples_consumed += batch["labels"][:, :, 0].numel() * self.trainer.world_size
         return batch
 
     def state_dict(self) -> dict:
@@ -175,3 +160,9 @@ class PretrainDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.samples_consumed = int(state_dict["samples_consumed"])
+
+
+def collate_step(samples: list[dict], accumulation: int) -> dict:
+    """A rank's A·B samples of one step → tensors shaped ``[A, B, ...]`` (micro-batch first)."""
+    batch = default_collate(samples)
+    return {key: value.view(accumulation, -1, *value.shape[1:]) for key, value in batch.items()}

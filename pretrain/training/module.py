@@ -1,19 +1,11 @@
 """The LightningModule: a ``model.Llama``, its loss, the optimizer step and the training metrics.
 
-Optimization is manual (``automatic_optimization = False``): one ``training_step`` is one
-micro-batch, and every ``accumulation`` micro-batches this module clips, checks for non-finite
-values and steps. Doing it by hand (rather than ``Trainer(accumulate_grad_batches=...)``) is what
-lets a non-finite step be skipped *as a whole* on every rank, lets FSDP2 skip the gradient
-reduce-scatter on all but the last micro-batch, and keeps ``trainer.global_step`` equal to the
-number of optimizer updates (what ``max_steps``, schedules and checkpoint names count).
-
-Loss: token-mean cross-entropy per micro-batch, divided by ``accumulation``, with gradients
-averaged over data-parallel ranks. It is computed from the final hidden states and the LM head
-weight by ``model.kernels.cross_entropy.linear_cross_entropy`` (``fused_ce``), which by default
-never materialises the ``[tokens, vocab]`` logits (the largest activation of a small model).
-Every micro-batch has the same number of tokens (packed fixed-length sequences, no padding), so
-this mean of means is exactly the token mean over the global batch: accumulation over k
-micro-batches equals one k-times larger batch.
+One ``training_step`` is one optimizer step: the data module hands each rank its whole step
+(``[A, B, T]`` micro-batches) and ``pretrain.training.step.training_step`` runs them, clips and
+updates. Optimization is manual (``automatic_optimization = False``) so that a non-finite step
+is skipped *as a whole* on every rank and FSDP2 reduce-scatters gradients only once per step.
+``trainer.global_step`` counts optimizer updates (what ``max_steps``, schedules and checkpoint
+names count), and every callback's ``on_train_batch_end`` runs at the end of a step.
 """
 
 from __future__ import annotations
@@ -30,13 +22,12 @@ import numpy as np
 import torch
 
 from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
-from model.kernels.cross_entropy import linear_cross_entropy, resolve_implementation
-from model.kernels.fused_ops import FUSED_OPS, FusedOps, resolve_fused_ops
-from model.kernels.optional import import_optional
+from model.kernels.fused_ops import FUSED_OPS, FusedOps
 from pretrain.errors import PretrainError
 from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
 from pretrain.training.optim import build_adamw
 from pretrain.training.schedule import LRSchedule
+from pretrain.training.step import causal_lm_loss, fsdp_gradient_sync, micro_batches, training_step
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +65,8 @@ class PretrainModule(L.LightningModule):
         activation_checkpointing: ``none``, ``full`` (recompute each block in backward) or
             ``selective`` (keep matmul/attention outputs, recompute the cheap element-wise ops).
         compile: ``torch.compile`` each transformer block.
-        document_masking: restrict attention to each packed document (needs ``document_ids``
-            from the data).
+        document_masking: restrict attention to each packed document; the CLI links it to
+            ``data.document_ids`` so the data yields the document ids it needs.
         init_seed: seed of the weight initialisation (linked to ``seed_everything`` by the CLI).
     """
 
@@ -135,14 +126,10 @@ class PretrainModule(L.LightningModule):
             raise PretrainError(f"max_nonfinite_steps must be ≥ 1, got {max_nonfinite_steps} (model.max_nonfinite_steps)")
         self.automatic_optimization = False
         self.model = None  # built in configure_model, where the strategy's devices and mesh exist
-        self.accumulation = 1  # micro-batches per optimizer step; set by the CLI from the data config
-        self.log_every_n_steps = 50  # set from trainer.log_every_n_steps in on_fit_start
-        # Training state that is checkpointed (on_save_checkpoint) besides model/optimizer/loops.
-        self.tokens_seen = 0
+        # Training state that is checkpointed (on_save_checkpoint) besides model/optimizer/loops;
+        # progress itself is the data module's samples_consumed (tokens_seen derives from it).
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
-        self._micro_in_step = 0  # micro-batches of the current step so far (0 at every checkpoint)
-        self._step_loss_sum = None
         self._val_sum = self._val_count = None
         self._last_log = None
 
@@ -151,47 +138,36 @@ class PretrainModule(L.LightningModule):
         """Build the model once, parallelised by ``pretrain.training.parallelize`` for the strategy in use."""
         if self.model is not None:
             return
-        from pretrain.training.parallelize import build_parallel_model
+        from pretrain.training.parallelize import build_parallel_model, fsdp_mesh
 
+        strategy = self.trainer.strategy
         self.model = build_parallel_model(
-            self.model_config, self.trainer.strategy, init_seed=self.hparams.init_seed,
-            mixed_precision=self.hparams.mixed_precision,
-            fused_ops=self.check_kernels(self.trainer.strategy.root_device),
-            float8=self.hparams.float8,
+            self.model_config, strategy.root_device, fsdp_mesh(strategy),
+            init_seed=self.hparams.init_seed, mixed_precision=self.hparams.mixed_precision,
+            fused_ops=self.check_kernels(strategy.root_device)[1], float8=self.hparams.float8,
             activation_checkpointing=self.hparams.activation_checkpointing,
             compile=self.hparams.compile)
 
-    def check_kernels(self, device: torch.device) -> FusedOps:
-        """One-line ``PretrainError`` if ``fused_ce``, ``fused_ops`` or ``float8`` cannot run on
-        ``device`` (``liger`` off CUDA, float8 below sm89, a package not installed); the CLI calls
-        it before any work. Returns the fused ops ``fused_ops`` means there."""
-        if self.hparams.float8:
-            from pretrain.training.float8 import check_float8_device
+    def check_kernels(self, device: torch.device) -> tuple[str, FusedOps]:
+        """One-line ``PretrainError`` if a kernel choice cannot run on ``device`` (the CLI calls
+        it before any work); returns what ``fused_ce`` and ``fused_ops`` run as there."""
+        from pretrain.training.parallelize import KernelChoice, check_kernels
 
-            check_float8_device(device, "model.float8")
-        try:
-            if resolve_implementation(self.hparams.fused_ce, device) == "liger":
-                import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")
-        except ValueError as e:
-            raise PretrainError(f"{e} (model.fused_ce)") from e
-        try:
-            return resolve_fused_ops(self.hparams.fused_ops, device)
-        except ValueError as e:
-            raise PretrainError(f"{e} (model.fused_ops)") from e
+        h = self.hparams
+        return check_kernels(KernelChoice(h.attention_backend, h.fused_ce, h.fused_ops, h.float8),
+                             self.model_config, device)
 
     def forward(self, input_ids, document_ids=None):
         return self.model(input_ids, document_ids=document_ids)
 
     def loss(self, batch) -> torch.Tensor:
-        """Mean cross-entropy (nats/token, fp32) of the next-token predictions in ``batch``."""
-        document_ids = batch.get("document_ids") if self.hparams.document_masking else None
-        # ``forward_hidden`` is registered as an FSDP2 forward method (pretrain.training.parallelize), so
-        # under FSDP2 it all-gathers like ``forward``; the root group (embeddings, final norm,
-        # head) is not resharded after forward, so ``output.weight`` is the unsharded parameter
-        # here and its gradient flows back to it like through ``model.output``.
-        hidden = self.model.forward_hidden(batch["input_ids"], document_ids=document_ids)
-        return linear_cross_entropy(hidden, self.model.output.weight, batch["labels"],
-                                    implementation=self.hparams.fused_ce)
+        """Mean cross-entropy (nats/token, fp32) of the next-token predictions in a micro-batch."""
+        return causal_lm_loss(self.model, batch, self.hparams.fused_ce)
+
+    @property
+    def tokens_seen(self) -> int:
+        """Tokens of all steps taken so far (global, including skipped steps' batches)."""
+        return self.trainer.datamodule.tokens_seen
 
     # ---- optimizer -----------------------------------------------------------------------
     def lr_schedule(self, max_steps: int | None = None) -> LRSchedule:
@@ -209,65 +185,37 @@ class PretrainModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    # ---- training ------------------------------------------------------------------------
-    def on_train_start(self) -> None:
-        # Lightning counts micro-batches (validation is scheduled on that count); a checkpoint
-        # written at another world size, hence another accumulation, counted in other units.
-        # Re-express the restored count in this run's micro-batches: consumed samples / (B·W).
-        datamodule = self.trainer.datamodule
-        micro_batches = datamodule.samples_consumed // (datamodule.micro_batch_size * self.trainer.world_size)
-        progress = self.trainer.fit_loop.epoch_loop.batch_progress
-        for counter in (progress.total, progress.current):
-            counter.ready = counter.started = counter.processed = counter.completed = micro_batches
-
+    # ---- training ----------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        self.log_every_n_steps = max(1, self.trainer.log_every_n_steps)
         self._flops_per_token = _flops_per_token(self.model_config, self.trainer.datamodule)
         self._peak_flops = device_peak_flops(self.device)
         self._last_log = (time.perf_counter(), self.tokens_seen)
         self._fit_started = time.perf_counter()
 
     def training_step(self, batch, batch_idx):
-        self._micro_in_step += 1
-        last_micro = self._micro_in_step == self.accumulation
-        with self._gradient_sync(last_micro):
-            loss = self.loss(batch)
-            self.manual_backward(loss / self.accumulation)
-        self.tokens_seen += batch["labels"].numel() * self.trainer.world_size
-        detached = loss.detach().float()
-        self._step_loss_sum = detached if self._step_loss_sum is None else self._step_loss_sum + detached
-        if last_micro:
-            self._micro_in_step = 0
-            self._optimizer_step()
-
-    def _gradient_sync(self, enabled: bool):
-        """Reduce gradients across ranks only on the last micro-batch of a step (FSDP2, DDP)."""
-        if hasattr(self.model, "set_requires_gradient_sync"):  # an FSDP2-sharded root module
-            self.model.set_requires_gradient_sync(enabled)
-            return nullcontext()
-        if not enabled and hasattr(self.trainer.strategy, "block_backward_sync"):
-            return self.trainer.strategy.block_backward_sync()
-        return nullcontext()
-
-    def _optimizer_step(self) -> None:
-        from pretrain.training.parallelize import clip_grad_norm
-
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         lr = optimizer.param_groups[0]["lr"]
-        step_loss = self.trainer.strategy.reduce(self._step_loss_sum / self.accumulation, reduce_op="mean")
-        self._step_loss_sum = None
-        grad_norm = clip_grad_norm(self.model, self.hparams.grad_clip or math.inf)
-        if not (torch.isfinite(step_loss) and torch.isfinite(grad_norm)):
-            optimizer.zero_grad(set_to_none=True)
-            self._skip_nonfinite_step(step_loss, grad_norm)  # no update, no metrics row
+        result = training_step(
+            self.model, optimizer, micro_batches(batch), self.loss, grad_clip=self.hparams.grad_clip,
+            backward=self.manual_backward,
+            gradient_sync=fsdp_gradient_sync(self.model, fallback=self._ddp_gradient_sync),
+            reduce_mean=lambda t: self.trainer.strategy.reduce(t, reduce_op="mean"))
+        if not result.updated:
+            self._skip_nonfinite_step(result.loss, result.grad_norm)  # no update, no metrics row
             return
-        optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         self._consecutive_nonfinite = 0
-        self.log("loss", step_loss, prog_bar=True, logger=False, on_step=True)
-        if self.global_step % self.log_every_n_steps == 0 or self.global_step == self.trainer.max_steps:
-            self._log_train_metrics(step_loss.item(), lr, grad_norm.item())
+        self.log("loss", result.loss, prog_bar=True, logger=False, on_step=True)
+        log_every = max(1, self.trainer.log_every_n_steps)
+        if self.global_step % log_every == 0 or self.global_step == self.trainer.max_steps:
+            self._log_train_metrics(result.loss.item(), lr, result.grad_norm.item())
+
+    def _ddp_gradient_sync(self, last: bool):
+        """Under DDP (Lightning wraps this module), skip the all-reduce but on the last micro-batch."""
+        strategy = self.trainer.strategy
+        if not last and hasattr(strategy, "block_backward_sync"):
+            return strategy.block_backward_sync()
+        return nullcontext()
 
     def _skip_nonfinite_step(self, step_loss, grad_norm) -> None:
         self.skipped_steps += 1
@@ -323,7 +271,6 @@ class PretrainModule(L.LightningModule):
     # ---- checkpoint state ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["pretrain"] = {
-            "tokens_seen": self.tokens_seen,
             "skipped_steps": self.skipped_steps,
             "consecutive_nonfinite": self._consecutive_nonfinite,
             "model_config": dataclasses.asdict(self.model_config),
@@ -335,7 +282,6 @@ class PretrainModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["pretrain"]
-        self.tokens_seen = state["tokens_seen"]
         self.skipped_steps = state["skipped_steps"]
         self._consecutive_nonfinite = state["consecutive_nonfinite"]
         rng = state["rng"]

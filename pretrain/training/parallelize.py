@@ -15,6 +15,8 @@ initialising the full tensor before sharding makes an N-rank run bit-identical t
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -22,7 +24,8 @@ from lightning.pytorch.strategies import ModelParallelStrategy, StrategyRegistry
 from torch import nn
 
 from model.kernels.fused_ops import FusedOps, apply_fused_ops
-from pretrain.training.float8 import convert_to_float8
+from pretrain.errors import PretrainError
+from pretrain.training.float8 import check_float8_device, convert_to_float8
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +65,65 @@ if "fsdp2" not in StrategyRegistry:
     StrategyRegistry.register("fsdp2", FSDP2Strategy, description="FSDP2 (fully_shard per block), HSDP across nodes")
 
 
-def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: str = "bf16",
-                         fused_ops: str | FusedOps = "none", float8: bool = False,
-                         activation_checkpointing: str = "none", compile: bool = False) -> nn.Module:
-    """Construct, parallelise, materialise and initialise a ``Llama`` for ``strategy``'s device(s):
-    fused kernels, float8 linears, then activation checkpointing, compile and FSDP2, in that
-    order (callers check that the device can run the kernels: ``PretrainModule.check_kernels``).
-    The initial weights depend only on ``(config, init_seed)``, not on the strategy or world size
+@dataclass(frozen=True)
+class KernelChoice:
+    """Kernel options of a run, each with the config key or flag that names it in errors."""
+
+    attention: str = "auto"
+    fused_ce: str = "auto"
+    fused_ops: str = "none"
+    float8: bool = False
+    keys: tuple[str, str, str, str] = ("model.attention_backend", "model.fused_ce",
+                                       "model.fused_ops", "model.float8")
+
+
+def check_kernels(choice: KernelChoice, config, device: torch.device) -> tuple[str, FusedOps]:
+    """One-line ``PretrainError`` (naming the key) for a kernel ``device`` cannot run: an
+    attention backend or ``liger`` without its package or off CUDA, float8 below sm89. Returns
+    what ``fused_ce`` runs as there and the fused ops ``fused_ops`` means there."""
+    from model.kernels.attention_backends import check_backend
+    from model.kernels.cross_entropy import resolve_implementation
+    from model.kernels.fused_ops import resolve_fused_ops
+    from model.kernels.optional import import_optional
+
+    attention_key, fused_ce_key, fused_ops_key, float8_key = choice.keys
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with naming(attention_key):
+        check_backend(choice.attention, torch.empty(1, 1, config.n_heads, config.head_dim,
+                                                    device=device, dtype=dtype, requires_grad=True))
+    if choice.float8:
+        check_float8_device(device, float8_key)
+    with naming(fused_ce_key):
+        fused_ce = resolve_implementation(choice.fused_ce, device)
+        if fused_ce == "liger":
+            import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")
+    with naming(fused_ops_key):
+        return fused_ce, resolve_fused_ops(choice.fused_ops, device)
+
+
+@contextmanager
+def naming(key: str):
+    """A kernel's one-line ``ValueError`` becomes a ``PretrainError`` ending ``(<key>)``."""
+    try:
+        yield
+    except PretrainError:
+        raise
+    except ValueError as e:
+        raise PretrainError(f"{e} ({key})") from e
+
+
+def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: int,
+                         mixed_precision: str = "bf16", fused_ops: str | FusedOps = "none",
+                         float8: bool = False, activation_checkpointing: str = "none",
+                         compile: bool = False) -> nn.Module:
+    """Construct, parallelise, materialise and initialise a ``Llama`` on ``device``, sharded
+    with FSDP2 over ``mesh`` when given: fused kernels, float8 linears, then activation
+    checkpointing, compile and FSDP2, in that order (check the kernels first: ``check_kernels``).
+    The initial weights depend only on ``(config, init_seed)``, not on the mesh or world size
     (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
     from model import Llama
 
-    device = strategy.root_device
-    sharded = isinstance(strategy, ModelParallelStrategy)
+    sharded = mesh is not None
     meta_init = sharded and device.type != "cpu"
     init_device = torch.device("meta") if meta_init else (torch.device("cpu") if sharded else device)
     with torch.device(init_device):
@@ -88,13 +138,18 @@ def build_parallel_model(config, strategy, *, init_seed: int, mixed_precision: s
         apply_compile(model)
     if sharded:
         param_dtype = torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32
-        apply_fsdp(model, strategy.fsdp_mesh, param_dtype=param_dtype)
+        apply_fsdp(model, mesh, param_dtype=param_dtype)
     if meta_init:
         model.to_empty(device=device)
         _init_weights(model, init_seed, device)
     else:
         model.to(device)
     return model
+
+
+def fsdp_mesh(strategy):
+    """The mesh FSDP2 shards over under ``strategy``, or None when it does not shard."""
+    return strategy.fsdp_mesh if isinstance(strategy, FSDP2Strategy) else None
 
 
 def _init_weights(model: nn.Module, seed: int, device: torch.device) -> None:

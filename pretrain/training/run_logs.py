@@ -16,6 +16,8 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from tokenizer.atomic import atomic_file
+
 log = logging.getLogger(__name__)
 
 METRICS_NAME = "metrics.csv"
@@ -74,12 +76,10 @@ class MetricsCSVLogger(Logger):
         self._started = True
         self._path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self._path) if int(r["step"]) < first_step] if self._path.exists() else []
-        tmp = self._path.with_name(f".tmp-{self._path.name}")
-        with tmp.open("w", newline="") as f:
+        with atomic_file(self._path, newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(tmp, self._path)
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -120,9 +120,8 @@ def plot_loss(run_dir: str | os.PathLike) -> Path | None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    out = run_dir / "loss.png"
-    tmp = run_dir / ".tmp-loss.png"
-    fig.savefig(tmp, format="png")
+    out = run_dir / LOSS_PLOT_NAME
+    with atomic_file(out, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     return out

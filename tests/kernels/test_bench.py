@@ -61,7 +61,7 @@ def test_bench_text_output_names_tokens_per_s_and_mfu(capsys):
                           "--ac", "full")
     assert proc.returncode == 0, proc.stderr
     assert "tokens/s" in proc.stdout and "MFU" in proc.stdout
-    assert "fused CE none" in proc.stdout and "fused ops torch" in proc.stdout
+    assert "fused CE eager" in proc.stdout and "fused ops torch" in proc.stdout
     assert "AC full" in proc.stdout
 
 

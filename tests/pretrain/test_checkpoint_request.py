@@ -9,14 +9,11 @@ def test_requested_checkpoint_lands_on_the_next_step_and_stops(pretrain_data, tm
     from pretrain.training.checkpoint.layout import complete_checkpoints, read_checkpoint_meta
     from pretrain.commands.pretrain import run
 
-    original = PeriodicCheckpoint.on_train_batch_end
-
-    def request_during_step_3(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == 2 and pl_module._micro_in_step == 1:  # inside step 3
+    def request_during_step_3(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 2:  # step 3 has begun
             self.request_checkpoint(stop=True)
-        original(self, trainer, pl_module, outputs, batch, batch_idx)
 
-    monkeypatch.setattr(PeriodicCheckpoint, "on_train_batch_end", request_during_step_3)
+    monkeypatch.setattr(PeriodicCheckpoint, "on_train_batch_start", request_during_step_3)
     run_dir = tmp_path / "run"
     config = tiny_config(run_dir, pretrain_data, trainer={"max_steps": 8},
                          checkpoint={"every_n_steps": 100, "save_at_end": False})

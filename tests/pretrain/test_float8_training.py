@@ -4,7 +4,6 @@ selective policy keeps the float8 matmuls' outputs; refused off an sm89+ GPU bef
 
 import pytest
 import torch
-from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from model import LlamaConfig
 from pretrain.training.parallelize import build_parallel_model
@@ -14,7 +13,7 @@ pytest.importorskip("torchao")
 
 def _grads(activation_checkpointing):
     model = build_parallel_model(LlamaConfig.from_name("debug-1m"),
-                                 SingleDeviceStrategy(torch.device("cpu")), init_seed=0,
+                                 torch.device("cpu"), init_seed=0,
                                  float8=True, activation_checkpointing=activation_checkpointing)
     tokens = torch.randint(0, 4096, (2, 65), generator=torch.Generator().manual_seed(0))
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -4,7 +4,6 @@ stand in for liger's (whose parity, with checkpointing, is tested in tests/kerne
 
 import pytest
 import torch
-from lightning.pytorch.strategies import SingleDeviceStrategy
 
 from model import LlamaConfig
 from pretrain.errors import PretrainError
@@ -15,7 +14,7 @@ from tests.fixtures.pretrain import assert_same_losses, metrics_losses, tiny_con
 
 def test_fused_ops_are_swapped_into_every_block_under_activation_checkpointing():
     model = build_parallel_model(LlamaConfig.from_name("debug-100k"),
-                                 SingleDeviceStrategy(torch.device("cpu")), init_seed=0,
+                                 torch.device("cpu"), init_seed=0,
                                  fused_ops="torch", activation_checkpointing="selective")
     assert type(model.norm).__name__ == "FusedRMSNorm_torch"
     for block in model.layers:

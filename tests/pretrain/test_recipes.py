@@ -35,7 +35,8 @@ def test_big_recipe_shards_and_trains_two_steps_when_shrunk(recipe, pretrain_dat
 def test_every_recipe_parses_and_its_batch_arithmetic_divides(recipe):
     """Parse with the real `slm pretrain` parser (types, unknown keys) without building anything."""
     from pretrain.commands.pretrain import _cli_class
-    from pretrain.training.datamodule import PretrainDataModule, plan_batches
+    from pretrain.training.datamodule import PretrainDataModule
+    from pretrain.training.plan import accumulation_for
     from pretrain.training.module import PretrainModule
 
     class ParseOnly(_cli_class()):
@@ -46,6 +47,5 @@ def test_every_recipe_parses_and_its_batch_arithmetic_divides(recipe):
                     save_config_callback=None, parser_kwargs={"exit_on_error": False})
     data, trainer = cli.config["data"], cli.config["trainer"]
     devices = 8 if trainer["accelerator"] == "gpu" else 1
-    plan = plan_batches(data["global_batch_tokens"], data["seq_len"], data["micro_batch_size"], devices)
-    assert plan.accumulation >= 1
+    assert accumulation_for(data["global_batch_tokens"], data["seq_len"], data["micro_batch_size"], devices) >= 1
     assert trainer["max_steps"] > cli.config["model"]["warmup_steps"]

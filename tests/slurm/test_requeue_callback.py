@@ -29,14 +29,11 @@ def test_warning_signal_mid_step_checkpoints_that_step_stops_and_requeues(
     bin_dir = fake_scontrol(tmp_path / "bin", calls)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
-    original = RequeueOnSignal.on_train_batch_end
-
-    def signal_during_step_3(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == 2 and pl_module._micro_in_step == 1:  # inside step 3
+    def signal_during_step_3(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == 2:  # step 3 has begun
             os.kill(os.getpid(), signal.SIGUSR1)
-        original(self, trainer, pl_module, outputs, batch, batch_idx)
 
-    monkeypatch.setattr(RequeueOnSignal, "on_train_batch_end", signal_during_step_3)
+    monkeypatch.setattr(RequeueOnSignal, "on_train_batch_start", signal_during_step_3)
     run_dir = tmp_path / "run"
     config = tiny_config(run_dir, pretrain_data, trainer={"max_steps": 8},
                          checkpoint={"every_n_steps": 100, "save_at_end": False})

@@ -11,12 +11,16 @@ redraws the loss plot.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
+from pathlib import Path
 
+import yaml
 from lightning.pytorch import Callback
 
 from pretrain.training.checkpoint import layout
+from pretrain.training.plan import PLAN_NAME
 from pretrain.training.run_logs import plot_loss
 
 log = logging.getLogger(__name__)
@@ -33,8 +37,6 @@ class PeriodicCheckpoint(Callback):
         self.milestone_every_tokens = milestone_every_tokens
         self.keep_last = keep_last
         self.save_at_end = save_at_end
-        self.run_config: dict = {}  # the resolved run config; set by the CLI, stored in meta.json
-        self._last_seen_step = -1
         self._last_saved_step = -1
         self._milestones_passed = 0
         self._requested = False
@@ -48,26 +50,25 @@ class PeriodicCheckpoint(Callback):
         self._stop_after_request = self._stop_after_request or stop
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self._last_seen_step = trainer.global_step
         self._last_saved_step = trainer.global_step  # the state we resumed from (or step 0) exists
         if self.milestone_every_tokens:
             self._milestones_passed = pl_module.tokens_seen // self.milestone_every_tokens
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        """The end of an optimizer step (one training batch is one step)."""
         step = trainer.global_step
-        if step == self._last_seen_step:
-            return  # mid-accumulation, or a skipped (non-finite) step: no new state
-        self._last_seen_step = step
-        milestone = False
-        if self.milestone_every_tokens:
-            passed = pl_module.tokens_seen // self.milestone_every_tokens
-            milestone, self._milestones_passed = passed > self._milestones_passed, passed
         # Any rank may have received a request (a signal): all ranks must save together.
         requested = trainer.strategy.reduce_boolean_decision(self._requested, all=False)
-        if milestone:
-            self.save(trainer, pl_module, layout.milestone_name(step, pl_module.tokens_seen))
-        elif requested or (self.every_n_steps and step % self.every_n_steps == 0):
-            self.save(trainer, pl_module, layout.step_name(step))
+        if step != self._last_saved_step:  # else a skipped (non-finite) step: nothing new to save
+            milestone = False
+            if self.milestone_every_tokens:
+                passed = pl_module.tokens_seen // self.milestone_every_tokens
+                milestone, self._milestones_passed = passed > self._milestones_passed, passed
+            periodic = bool(self.every_n_steps) and step % self.every_n_steps == 0
+            if milestone:
+                self.save(trainer, pl_module, layout.milestone_name(step, pl_module.tokens_seen))
+            elif requested or periodic:
+                self.save(trainer, pl_module, layout.step_name(step))
         if requested:
             self._requested = False
             if trainer.strategy.reduce_boolean_decision(self._stop_after_request, all=False):
@@ -96,15 +97,23 @@ class PeriodicCheckpoint(Callback):
 
     def _meta(self, trainer, pl_module, tmp) -> dict:
         datamodule = trainer.datamodule
+        run_dir = Path(trainer.default_root_dir)
         return {
             "step": trainer.global_step,
             "tokens_seen": pl_module.tokens_seen,
             "samples_consumed": getattr(datamodule, "samples_consumed", None),
             "skipped_steps": pl_module.skipped_steps,
             "model_config": dataclasses.asdict(pl_module.model_config),
-            "config": self.run_config,
+            # what `slm pretrain` saved in the run directory before training started
+            "config": _read(run_dir / layout.CONFIG_NAME, yaml.safe_load),
+            "plan": _read(run_dir / PLAN_NAME, json.loads),
             "tokenizer_dir": getattr(datamodule, "tokenizer_dir", None),
             "format": "dcp" if (tmp / layout.STATE_NAME).is_dir() else "torch",
             "world_size": trainer.world_size,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+def _read(path: Path, parse) -> dict:
+    """A run-directory file parsed, or {} when absent (a trainer not started by `slm pretrain`)."""
+    return parse(path.read_text()) if path.is_file() else {}

@@ -8,7 +8,9 @@
                                           torch.distributed.checkpoint directory (FSDP2: one
                                           shard file per rank + meta.pt), reshardable on load
             meta.json                     written last: step, tokens_seen, samples_consumed,
-                                          model_config, config, tokenizer_dir, format, world_size
+                                          model_config, config, plan, tokenizer_dir, format,
+                                          world_size, and ``files``: every other file of the
+                                          checkpoint with its size in bytes and CRC-32
         step-480000-tokens-1007B/         a milestone (kept forever by the retention policy)
         .tmp-step-001000/                 a checkpoint being written: never listed, never loaded
         last -> step-000500               symlink to the newest complete checkpoint
@@ -17,6 +19,13 @@ A checkpoint is complete iff its directory has a final name and holds ``meta.jso
 build it under a ``.tmp-`` name and ``os.rename`` it (atomic on POSIX), so a crash or SIGKILL at
 any moment leaves either the previous set of complete checkpoints or the new one; readers
 (:func:`latest_checkpoint`) look only at complete ones, never at ``last``'s target blindly.
+
+A complete checkpoint is *intact* iff every file ``meta.json`` lists is there with its size and
+CRC-32 (:func:`verify_checkpoint`): damage after the fact (a partial copy, a full disk, a bad
+sector) is found before Lightning tries to load it. ``--ckpt_path last`` resumes from the newest
+intact checkpoint, naming each damaged newer one it skips (:func:`resolve_ckpt_path`). CRC-32
+runs at about 3 GB/s on one core: the 13 GB full training state of the 1.1B model (fp32 weights
+and AdamW moments) costs about 5 s of rank 0's time per save and per verification.
 """
 
 from __future__ import annotations
@@ -26,9 +35,11 @@ import logging
 import os
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 from pretrain.errors import PretrainError
+from tokenizer.atomic import swap_directory, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +48,8 @@ STATE_NAME = "lightning.ckpt"
 META_NAME = "meta.json"
 LAST_LINK = "last"
 TMP_PREFIX = ".tmp-"
+CONFIG_NAME = "config.yaml"  # RUN_DIR/config.yaml: the resolved config, copied into each meta.json
+FORMAT_VERSION = 2  # 2: one training batch per optimizer step, file list with sizes and CRC-32
 _NAME = re.compile(r"^step-(\d+)(-tokens-[0-9.]+[KMBT]?)?$")
 
 
@@ -125,22 +138,65 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
 
 
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | os.PathLike) -> Path | None:
-    """What ``--ckpt_path`` means: None → start fresh; ``last`` → the newest complete checkpoint
-    of ``run_dir`` or None when there is none yet (so re-running the same command after a crash
-    or a SLURM requeue resumes, and the first run starts fresh); anything else → that checkpoint.
-    Returns the path of the Lightning state inside the checkpoint directory."""
+    """What ``--ckpt_path`` means: None → start fresh; ``last`` → the newest intact checkpoint
+    of ``run_dir`` (damaged newer ones are skipped, each named with its damage in a log line), or
+    None when there is none yet (so re-running the same command after a crash or a SLURM requeue
+    resumes, and the first run starts fresh); anything else → that checkpoint, which must be
+    intact (else PretrainError). Returns the path of the Lightning state inside it."""
     if ckpt_path is None:
         return None
-    if ckpt_path == "last":
-        latest = latest_checkpoint(run_dir)
-        return None if latest is None else latest / STATE_NAME
-    return find_checkpoint_dir(ckpt_path) / STATE_NAME
+    if ckpt_path != "last":
+        checkpoint = find_checkpoint_dir(ckpt_path)
+        damage = verify_checkpoint(checkpoint)
+        if damage:
+            raise PretrainError(f"damaged checkpoint: {damage} ({checkpoint})")
+        return checkpoint / STATE_NAME
+    for checkpoint in reversed(complete_checkpoints(run_dir)):
+        damage = verify_checkpoint(checkpoint)
+        if damage is None:
+            return checkpoint / STATE_NAME
+        log.warning("skipping damaged checkpoint %s: %s", checkpoint, damage)
+    return None
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    tmp = path.with_name(f"{TMP_PREFIX}{path.name}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+def file_manifest(directory: Path) -> dict[str, dict]:
+    """``{relative path: {"bytes": size, "crc32": "8 hex digits"}}`` of every file under
+    ``directory`` except ``meta.json``, in sorted order."""
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != META_NAME):
+        files[path.relative_to(directory).as_posix()] = {"bytes": path.stat().st_size, "crc32": _crc32(path)}
+    return files
+
+
+def verify_checkpoint(path: str | os.PathLike) -> str | None:
+    """None if the checkpoint directory is intact, else what is wrong, in a few words."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / META_NAME).read_text())
+    except (OSError, ValueError) as e:
+        return f"{META_NAME} is unreadable ({e.__class__.__name__})"
+    files = meta.get("files")
+    if meta.get("format_version") != FORMAT_VERSION or not isinstance(files, dict):
+        return (f"format {meta.get('format_version', 1)} was written by an older slm-pretrain "
+                f"(this one resumes format {FORMAT_VERSION}; `slm export` still reads it)")
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} is {size:,} bytes, {expected['bytes']:,} were written"
+        if _crc32(file) != expected["crc32"]:
+            return f"{name} fails its CRC-32 check"
+    return None
+
+
+def _crc32(path: Path) -> str:
+    crc = 0
+    with path.open("rb") as f:
+        while block := f.read(1 << 24):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
 def begin_checkpoint(run_dir: str | os.PathLike, name: str) -> Path:
@@ -154,12 +210,12 @@ def begin_checkpoint(run_dir: str | os.PathLike, name: str) -> Path:
 
 def commit_checkpoint(tmp: Path, meta: dict) -> Path:
     """Write ``meta.json`` into ``tmp`` and rename it to its final name; repoint ``last`` at the
-    newest complete checkpoint. One of the same name (a step re-saved after a resume) is replaced."""
+    newest complete checkpoint. One of the same name (a step re-saved after a resume) is replaced.
+    ``meta.json`` gets ``files``: the size and CRC-32 of every file written into ``tmp``."""
     final = tmp.with_name(tmp.name[len(TMP_PREFIX):])
-    write_json_atomic(tmp / META_NAME, meta)
-    if final.exists():
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    write_json_atomic(tmp / META_NAME, {**meta, "format_version": FORMAT_VERSION,
+                                        "files": file_manifest(tmp)})
+    swap_directory(tmp, final)
     link = final.parent / LAST_LINK
     tmp_link = final.parent / f"{TMP_PREFIX}{LAST_LINK}"
     if tmp_link.is_symlink() or tmp_link.exists():
