@@ -1,4 +1,4 @@
-"""The attention seam: a registry of kernels the model calls by name, never by import.
+"""The attention seam: a table of kernels the model calls by name, never by import.
 
 Every backend computes the same function (contract of `AttentionFn`):
 
@@ -14,17 +14,26 @@ Every backend computes the same function (contract of `AttentionFn`):
 - Grouped-query: query head h reads kv head h // (n_heads // n_kv_heads) (HF's `repeat_kv`).
 - With `document_ids`, a query also sees only keys of its own document (block-diagonal causal).
 
-`register_backend(name, fn, available=..., priority=...)` adds a backend (the CUDA kernels in
-`model/kernels/` use it); `"auto"` picks the available backend of highest priority, so adding
-a backend never touches the model. (`model.llama` imports `model.kernels`, whose backends
-register themselves, so they are known before any model runs or torch.compile traces one.)
+The backends, in the order "auto" tries them (the first one available for the query wins;
+on CPU that is `sdpa`), are the table `BACKENDS` below: `sdpa` and `eager` are defined here,
+the others in `model/kernels/attention_backends.py`. That module imports this one (for the
+`sdpa_attention` fallback and `select_backend`), so the table names it instead of importing it
+and loads it when one of its backends is first asked for: imports run one way, and
+`model.llama` never imports `model.kernels`. `register_backend(name, fn, ...)` adds a backend
+of one's own (tests do).
+
+A model does not choose per call: `bind_backend` resolves a name once, before any forward and
+outside compiled code, for each compute dtype on a device; `model.llama.Attention` stores the
+result, so a `torch.compile(fullgraph=True)` block only calls a plain function (the choice
+reaches for `importlib` and `functools.lru_cache`, which dynamo cannot trace).
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +42,31 @@ from model.config import ModelError
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]],
                        torch.Tensor]
+_KERNELS = "model.kernels.attention_backends"
+
+
+class BackendEntry(NamedTuple):
+    """Where a backend lives: `function` (and `available`, None = always) of `module`."""
+    module: str
+    function: str
+    available: str | None
+    priority: int  # "auto" prefers higher
+
+
+BACKENDS: dict[str, BackendEntry] = {
+    "flash_attn": BackendEntry(_KERNELS, "flash_attn_attention", "flash_attn_available", 40),
+    "flash_attn_cute": BackendEntry(_KERNELS, "flash_attn_cute_attention",
+                                    "flash_attn_cute_available", 35),
+    "sdpa_cudnn": BackendEntry(_KERNELS, "sdpa_cudnn_attention", "sdpa_cudnn_available", 30),
+    "xformers": BackendEntry(_KERNELS, "xformers_attention", "xformers_available", 20),
+    "sdpa": BackendEntry(__name__, "sdpa_attention", None, 10),
+    "flex": BackendEntry(_KERNELS, "flex_attention_backend", "flex_available", 5),
+    "eager": BackendEntry(__name__, "eager_attention", None, 0),
+}
+
+# Floating dtypes a forward may compute attention in (parameters in float32 under bf16 autocast
+# or FSDP mixed precision still give bf16 queries), so `bind_backend` resolves each ahead.
+COMPUTE_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
 @dataclass(frozen=True)
@@ -43,8 +77,12 @@ class AttentionBackend:
     priority: int  # "auto" prefers higher
 
 
-_BACKENDS: dict[str, AttentionBackend] = {}
+_BACKENDS: dict[str, AttentionBackend] = {}  # loaded from BACKENDS on first use, or registered
 _SELECTED: dict[tuple, AttentionFn] = {}  # (name, device type, dtype, head_dim) -> fn
+
+
+def _always(q: torch.Tensor) -> bool:
+    return True
 
 
 def register_backend(name: str, fn: AttentionFn,
@@ -52,24 +90,37 @@ def register_backend(name: str, fn: AttentionFn,
                      priority: int = 0) -> None:
     """Make `fn` selectable as `attention_backend=name`. `available(q)` says whether it can run
     for a query tensor like `q` (installed package, device type, dtype, head_dim; the answer is
-    remembered per those, so it must not depend on batch or sequence length); default: always."""
-    _BACKENDS[name] = AttentionBackend(name, fn, available or (lambda q: True), priority)
+    remembered per those, so it must not depend on batch or sequence length); default: always.
+    Modules bound before keep their choice until bound again (`Attention.bind_backend`)."""
+    _BACKENDS[name] = AttentionBackend(name, fn, available or _always, priority)
     _SELECTED.clear()
 
 
-def _backends_by_priority() -> list[AttentionBackend]:
-    return sorted(_BACKENDS.values(), key=lambda b: -b.priority)
+def _backend(name: str) -> AttentionBackend:
+    """The backend called `name`, importing its module on first use; ModelError if unknown."""
+    if name not in _BACKENDS:
+        if name not in BACKENDS:
+            raise ModelError(f"unknown attention backend {name!r} "
+                             f"(known: auto, {', '.join(backend_names())})")
+        entry = BACKENDS[name]
+        module = importlib.import_module(entry.module)
+        available = getattr(module, entry.available) if entry.available else _always
+        _BACKENDS[name] = AttentionBackend(name, getattr(module, entry.function), available,
+                                           entry.priority)
+    return _BACKENDS[name]
 
 
 def backend_names() -> list[str]:
-    """Registered backend names, best ("auto"'s first choice when available) first."""
-    return [b.name for b in _backends_by_priority()]
+    """Known backend names, best ("auto"'s first choice when available) first."""
+    priority = {name: entry.priority for name, entry in BACKENDS.items()}
+    priority.update((name, backend.priority) for name, backend in _BACKENDS.items())
+    return sorted(priority, key=lambda name: -priority[name])
 
 
 def select_backend(name: str, q: torch.Tensor) -> AttentionFn:
     """The kernel for `name` ("auto" = best available for `q`). Raises `ModelError` if `name`
     is unknown or cannot run on `q`'s device/dtype. Remembered per (name, device type, dtype,
-    head_dim): a plain dict lookup per call, which torch.compile folds away."""
+    head_dim). Eager code only: a compiled forward calls what `bind_backend` chose."""
     key = (name, q.device.type, q.dtype, q.shape[-1])
     if key not in _SELECTED:
         _SELECTED[key] = _select(name, q)
@@ -77,20 +128,36 @@ def select_backend(name: str, q: torch.Tensor) -> AttentionFn:
 
 
 def _select(name: str, q: torch.Tensor) -> AttentionFn:
-    backends = _backends_by_priority()
     if name == "auto":
-        for backend in backends:
+        for candidate in backend_names():
+            backend = _backend(candidate)
             if backend.available(q):
                 return backend.fn
         raise ModelError(f"no attention backend can run on {q.device.type}/{q.dtype}")
-    if name not in _BACKENDS:
-        raise ModelError(f"unknown attention backend {name!r} "
-                         f"(known: auto, {', '.join(backend_names())})")
-    backend = _BACKENDS[name]
+    backend = _backend(name)
     if not backend.available(q):
         raise ModelError(f"attention backend {name!r} is not available for "
                          f"{q.device.type}/{q.dtype} tensors here")
     return backend.fn
+
+
+def bind_backend(name: str, device: torch.device, n_heads: int,
+                 head_dim: int) -> dict[tuple[str, torch.dtype], AttentionFn]:
+    """`select_backend(name, q)` ahead of time for queries [..., n_heads, head_dim] of every
+    `COMPUTE_DTYPES` dtype on `device`: {(device type, dtype): fn}. Dtypes the backend cannot
+    run are left out (a forward in one raises `select_backend`'s error); a meta device, which
+    holds no data to compute on, gets an empty dict."""
+    device = torch.device(device)
+    if device.type == "meta":
+        return {}
+    chosen = {}
+    for dtype in COMPUTE_DTYPES:
+        q = torch.empty(1, 1, n_heads, head_dim, device=device, dtype=dtype)
+        try:
+            chosen[(device.type, dtype)] = select_backend(name, q)
+        except ModelError:
+            continue
+    return chosen
 
 
 def attention_mask(q_len: int, document_ids: torch.Tensor | None, kv_len: int,
@@ -132,6 +199,3 @@ def sdpa_attention(q, k, v, document_ids=None):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
     return out.transpose(1, 2)
 
-
-register_backend("eager", eager_attention, priority=0)
-register_backend("sdpa", sdpa_attention, priority=10)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.attention import select_backend
+from model.attention import bind_backend, select_backend
 from model.config import LlamaConfig, ModelError
 
 
@@ -104,6 +104,10 @@ class KVCache:
 
 
 class Attention(nn.Module):
+    """Grouped-query attention; the kernel is `config.attention_backend` (see `model.attention`),
+    chosen for the module's device when it is built and again whenever it moves (`_apply`), so
+    a compiled forward never runs the choice itself."""
+
     def __init__(self, config: LlamaConfig, layer_id: int):
         super().__init__()
         self.layer_id, self.backend = layer_id, config.attention_backend
@@ -113,6 +117,19 @@ class Attention(nn.Module):
         self.wk = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
         self.wv = nn.Linear(config.dim, config.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(config.n_heads * self.head_dim, config.dim, bias=False)
+        self.bind_backend()
+
+    def bind_backend(self) -> None:
+        """Resolve `self.backend` now for every compute dtype on the weights' device."""
+        self.kernels = bind_backend(self.backend, self.wq.weight.device, self.n_heads,
+                                    self.head_dim)
+
+    def _apply(self, fn, recurse=True):
+        # `.to(device)`, `.cuda()` and `to_empty(device=...)` change what "auto" means (sdpa on
+        # CPU, flash-attn on a GPU that has it): choose again for the new device.
+        super()._apply(fn, recurse)
+        self.bind_backend()
+        return self
 
     def rotate(self, q, k, rope):
         """Rotary embedding of q and k (`model.kernels.fused_ops` swaps a fused kernel in here)."""
@@ -126,7 +143,10 @@ class Attention(nn.Module):
         q, k = self.rotate(q, k, rope)
         if cache is not None:
             k, v = cache.update(self.layer_id, start_pos, k, v)
-        out = select_backend(self.backend, q)(q, k, v, document_ids)
+        attend = self.kernels.get((q.device.type, q.dtype))
+        if attend is None:  # a dtype or device not bound ahead: choose now (eager code only)
+            attend = select_backend(self.backend, q)
+        out = attend(q, k, v, document_ids)
         return self.wo(out.reshape(B, T, -1))
 
 
@@ -225,7 +245,3 @@ class Llama(nn.Module):
         """Logits [B, T, vocab_size]; arguments as in `forward_hidden`."""
         return self.output(self.forward_hidden(input_ids, document_ids, cache, start_pos))
 
-
-# The fused kernels register their attention backends on import. Imported last because they
-# wrap the classes above; after this, every backend is selectable by name.
-import model.kernels  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""Fused attention backends, registered into `model.attention`'s registry by name.
+"""Fused attention backends, named in `model.attention.BACKENDS` and loaded from there.
 
 Each function keeps the contract of `model.attention.AttentionFn` (q [B, T, H, hd], k/v
 [B, S, KV, hd], bottom-right causal, GQA, optional `document_ids` [B, S]) and is checked
@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import torch
 
-from model.attention import register_backend, sdpa_attention, select_backend
+from model.attention import sdpa_attention, select_backend
 from model.config import ModelError
 from model.kernels.documents import document_block_mask, document_lengths, pack_documents
 from model.kernels.optional import import_optional
@@ -228,12 +228,3 @@ def check_backend(name: str, q: torch.Tensor) -> None:
     if name == "flex" and not q.is_cuda and q.requires_grad:
         raise ModelError(FLEX_CPU_TRAINING)
 
-
-def register_all() -> None:
-    """Add every backend of this module to `model.attention` (idempotent)."""
-    register_backend("flash_attn", flash_attn_attention, flash_attn_available, priority=40)
-    register_backend("flash_attn_cute", flash_attn_cute_attention, flash_attn_cute_available,
-                     priority=35)
-    register_backend("sdpa_cudnn", sdpa_cudnn_attention, sdpa_cudnn_available, priority=30)
-    register_backend("xformers", xformers_attention, xformers_available, priority=20)
-    register_backend("flex", flex_attention_backend, flex_available, priority=5)

@@ -12,7 +12,6 @@ import sys
 import pytest
 import torch
 
-import model.kernels  # noqa: F401  (registers the backends)
 from model import Llama, LlamaConfig, ModelError
 from model.attention import eager_attention, select_backend
 from model.kernels.attention_backends import REQUIREMENTS, check_backend

@@ -1,9 +1,12 @@
 """The attention seam: every backend computes the same causal, grouped, document-masked function."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
-from model import ModelError
+from model import Llama, LlamaConfig, ModelError
 from model import attention
 from model.attention import (attention_mask, backend_names, eager_attention, register_backend,
                              sdpa_attention, select_backend)
@@ -86,7 +89,6 @@ def test_auto_picks_the_available_backend_of_highest_priority(registry):
 
 
 def test_a_registered_backend_runs_inside_the_model_without_touching_it(registry):
-    from model import Llama, LlamaConfig
     calls = []
 
     def counting(q, k, v, document_ids=None):
@@ -109,3 +111,47 @@ def test_unavailable_backend_is_a_model_error(registry):
     register_backend("cuda_only", eager_attention, available=lambda q: q.is_cuda)
     with pytest.raises(ModelError, match="'cuda_only' is not available for cpu/torch.float32"):
         select_backend("cuda_only", torch.randn(1, 1, 1, 2))
+
+
+def test_importing_the_model_imports_no_kernel_module():
+    code = ("import sys, model.llama; "
+            "print(sorted(m for m in sys.modules if m.startswith('model.kernels')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_model_built_on_meta_binds_its_kernel_when_materialised():
+    with torch.device("meta"):
+        model = Llama(LlamaConfig.from_name("debug-100k", attention_backend="auto"))
+    assert model.layers[0].attention.kernels == {}
+    model.to_empty(device="cpu")
+    kernels = model.layers[0].attention.kernels
+    assert {kernels[("cpu", dtype)] for dtype in attention.COMPUTE_DTYPES} == {sdpa_attention}
+
+
+@pytest.mark.parametrize("backend", ["auto", "eager"])
+def test_a_fullgraph_compiled_block_calls_the_bound_kernel_and_matches_eager(backend, monkeypatch):
+    config = LlamaConfig.from_name("debug-100k", attention_backend=backend)
+    model = Llama(config)
+    block = model.layers[0]
+    rope = model.rope(0, 16)
+    docs = torch.tensor([[0] * 6 + [1] * 10, [2] * 16])
+    x = torch.randn(2, 16, config.dim, requires_grad=True)
+
+    want = block(x, rope, docs)
+    want.square().sum().backward()
+    want_grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad()
+
+    def no_choosing(name, q):
+        raise AssertionError("the backend was chosen inside the forward")
+
+    monkeypatch.setattr("model.llama.select_backend", no_choosing)
+    torch._dynamo.reset()
+    compiled = torch.compile(block, fullgraph=True, backend="aot_eager")
+    got = compiled(x, rope, docs)
+    got.square().sum().backward()
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for got_grad, want_grad in zip([x.grad] + [p.grad for p in block.parameters()], want_grads):
+        torch.testing.assert_close(got_grad, want_grad, atol=1e-5, rtol=1e-5)
