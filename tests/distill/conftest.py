@@ -8,6 +8,17 @@ import pytest
 SEQ_LEN, TOP_K = 32, 8
 
 
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """The tiny teacher's matmuls run faster on one thread than on two cores other tests use."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def cache_job(teacher, data, **changes):
     from pretrain.distill.cache import CacheJob
 
