@@ -114,6 +114,16 @@ class Tokenizer:
     def id_to_piece(self, piece_id: int) -> str:
         return self._sp.id_to_piece(piece_id)
 
+    def token_bytes(self) -> list[int]:
+        """UTF-8 bytes of text each id stands for: a byte-fallback piece 1, a control or unknown
+        id 0, any other piece its text (``▁`` = one space). For text encoded without a dummy
+        prefix (ours), the ids' sum is the text's length in bytes: the denominator of bits per
+        byte, which compares models with different tokenizers."""
+        sp = self._sp
+        return [0 if sp.is_control(i) or sp.is_unknown(i) else 1 if sp.is_byte(i)
+                else len(sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8"))
+                for i in range(sp.get_piece_size())]
+
     def __repr__(self) -> str:
         return (f"Tokenizer({str(self.model_file)!r}, vocab_size={self.vocab_size}, "
                 f"fingerprint={self.fingerprint[:12]})")

@@ -82,6 +82,7 @@ class PretrainDataModule(L.LightningDataModule):
         self.samples_consumed = 0  # global training samples of the steps taken: THE progress counter
         self.vocab_size: int | None = None
         self.tokenizer_dir: str | None = None
+        self.token_bytes: torch.Tensor | None = None  # UTF-8 bytes per token id, for val_bpb
 
     @property
     def tokens_seen(self) -> int:
@@ -99,6 +100,13 @@ class PretrainDataModule(L.LightningDataModule):
         manifests = [read_manifest(Path(s.path)) for s in self.sources]
         self.vocab_size = max(m["tokenizer"]["vocab_size"] for m in manifests)
         self.tokenizer_dir = manifests[0]["tokenizer"].get("path")
+        if self.tokenizer_dir and Path(self.tokenizer_dir).exists():
+            import tokenizer
+
+            self.token_bytes = torch.tensor(tokenizer.load(self.tokenizer_dir).token_bytes())
+        else:
+            log.info("val_bpb is not logged: the data's tokenizer (%s) is not here to count the "
+                     "bytes of its tokens", self.tokenizer_dir)
 
     def check_vocab(self, model_vocab_size: int) -> None:
         """The model must embed every token id of the data, padded by at most a multiple of 128."""

@@ -130,7 +130,6 @@ class PretrainModule(L.LightningModule):
         # progress itself is the data module's samples_consumed (tokens_seen derives from it).
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
-        self._val_sum = self._val_count = None
         self._last_log = None
 
     # ---- model ---------------------------------------------------------------------------
@@ -249,24 +248,33 @@ class PretrainModule(L.LightningModule):
 
     # ---- validation ----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val_sum = torch.zeros((), device=self.device)
-        self._val_count = torch.zeros((), device=self.device)
+        self._val_nats = torch.zeros((), device=self.device, dtype=torch.float64)
+        self._val_tokens = torch.zeros((), device=self.device, dtype=torch.float64)
+        self._val_bytes = torch.zeros((), device=self.device, dtype=torch.float64)
+        token_bytes = self.trainer.datamodule.token_bytes
+        self._token_bytes = None if token_bytes is None else token_bytes.to(self.device)
 
     def validation_step(self, batch, batch_idx):
-        self._val_sum += self.loss(batch).detach().float()
-        self._val_count += 1
+        labels = batch["labels"]
+        self._val_nats += self.loss(batch).detach().double() * labels.numel()
+        self._val_tokens += labels.numel()
+        if self._token_bytes is not None:
+            self._val_bytes += self._token_bytes[labels].sum()
 
     def on_validation_epoch_end(self) -> None:
-        total = self.trainer.strategy.reduce(self._val_sum, reduce_op="sum")
-        count = self.trainer.strategy.reduce(self._val_count, reduce_op="sum")
+        nats, tokens, bytes_ = (self.trainer.strategy.reduce(t, reduce_op="sum")
+                                for t in (self._val_nats, self._val_tokens, self._val_bytes))
         # Lightning's sanity check (trainer.num_sanity_val_steps, -1 = the whole validation set)
         # before a fresh run's first step is logged as step 0: the untrained baseline (≈ ln V).
-        if count.item() == 0 or (self.trainer.sanity_checking and self.global_step > 0):
+        if tokens.item() == 0 or (self.trainer.sanity_checking and self.global_step > 0):
             return
-        val_loss = (total / count).item()
+        val_loss = (nats / tokens).item()
         self.log("val_loss", val_loss, prog_bar=True, logger=False, sync_dist=True)  # equal on all ranks already
-        self._log_to_loggers({"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),
-                              "tokens_seen": self.tokens_seen})
+        metrics = {"val_loss": val_loss, "val_ppl": math.exp(min(val_loss, 50.0)),
+                   "tokens_seen": self.tokens_seen}
+        if bytes_.item() > 0:  # bits per byte: comparable across tokenizers
+            metrics["val_bpb"] = (nats / (math.log(2) * bytes_)).item()
+        self._log_to_loggers(metrics)
 
     # ---- checkpoint state ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -44,3 +44,23 @@ def test_checkpoint_meta_records_position_shape_and_tokenizer(trained_run, train
     assert meta["tokenizer_dir"] == str(trained_tokenizer)
     assert meta["config"]["data"]["global_batch_tokens"] == 256
     assert (trained_run / "checkpoints" / "last").resolve().name == "step-000004"
+
+
+def test_validation_bits_per_byte_counts_the_bytes_of_the_validated_tokens(trained_run, pretrain_data,
+                                                                          trained_tokenizer):
+    import math
+
+    import tokenizer
+    from data import StreamingTokenDataset
+    from pretrain.training.run_logs import read_metrics
+
+    table = tokenizer.load(trained_tokenizer).token_bytes()
+    validated = StreamingTokenDataset(pretrain_data, "val", seq_len=32, micro_batch_size=4, num_samples=8)
+    labels = [int(t) for sample in validated for t in sample["labels"]]
+    assert len(labels) == 8 * 32
+    bytes_per_token = sum(table[t] for t in labels) / len(labels)
+    rows = [r for r in read_metrics(trained_run / "metrics.csv") if r["val_loss"]]
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for row in rows:
+        expected = float(row["val_loss"]) / math.log(2) / bytes_per_token
+        assert abs(float(row["val_bpb"]) - expected) <= 1e-6 * expected

@@ -106,3 +106,11 @@ def test_truncated_model_file_is_a_tokenizer_error(trained_tokenizer, tmp_path):
 def test_the_space_symbol_u2581_is_the_one_character_that_decodes_differently(tok):
     # sentencepiece writes spaces as "▁"; a literal "▁" in the text is read as a space.
     assert tok.encode("a▁b") == tok.encode("a b") and tok.decode(tok.encode("a▁b")) == "a b"
+
+
+@pytest.mark.parametrize("text", TRICKY_TEXTS)
+def test_token_bytes_sum_to_the_utf8_length_of_the_text(tok, text):
+    table = tok.token_bytes()
+    ids = tok.encode(text, bos=True, eos=True)
+    assert sum(table[i] for i in ids) == len(text.encode("utf-8"))
+    assert table[tok.bos_id] == table[tok.eos_id] == 0
