@@ -25,6 +25,7 @@ from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
 from model.kernels.fused_ops import FUSED_OPS, FusedOps
 from pretrain.errors import PretrainError
 from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
+from pretrain.training.noise_scale import NoiseScale
 from pretrain.training.optim import build_adamw
 from pretrain.training.schedule import LRSchedule
 from pretrain.training.step import causal_lm_loss, fsdp_gradient_sync, micro_batches, training_step
@@ -65,6 +66,9 @@ class PretrainModule(L.LightningModule):
         activation_checkpointing: ``none``, ``full`` (recompute each block in backward) or
             ``selective`` (keep matmul/attention outputs, recompute the cheap element-wise ops).
         compile: ``torch.compile`` each transformer block.
+        noise_scale: estimate the gradient noise scale every step (``pretrain.training.noise_scale``)
+            and log it in sequences and tokens; needs ≥ 2 micro-batches per step (the small batch
+            is the first micro-batch on all ranks, the big one the whole step).
         document_masking: restrict attention to each packed document; the CLI links it to
             ``data.document_ids`` so the data yields the document ids it needs.
         init_seed: seed of the weight initialisation (linked to ``seed_everything`` by the CLI).
@@ -99,6 +103,7 @@ class PretrainModule(L.LightningModule):
         mixed_precision: str = "bf16",
         activation_checkpointing: str = "none",
         compile: bool = False,
+        noise_scale: bool = False,
         document_masking: bool = False,
         init_seed: int = 0,
     ):
@@ -130,6 +135,7 @@ class PretrainModule(L.LightningModule):
         # progress itself is the data module's samples_consumed (tokens_seen derives from it).
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
+        self.noise_scale = NoiseScale() if noise_scale else None
         self._last_log = None
 
     # ---- model ---------------------------------------------------------------------------
@@ -190,6 +196,10 @@ class PretrainModule(L.LightningModule):
         self._peak_flops = device_peak_flops(self.device)
         self._last_log = (time.perf_counter(), self.tokens_seen)
         self._fit_started = time.perf_counter()
+        datamodule = self.trainer.datamodule
+        if self.noise_scale is not None and datamodule.accumulation() < 2 and self.trainer.is_global_zero:
+            log.warning("model.noise_scale: not logged, a step has one micro-batch per rank, so there is "
+                        "no second batch size to compare; lower data.micro_batch_size to accumulate ≥ 2")
 
     def training_step(self, batch, batch_idx):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
@@ -198,12 +208,18 @@ class PretrainModule(L.LightningModule):
             self.model, optimizer, micro_batches(batch), self.loss, grad_clip=self.hparams.grad_clip,
             backward=self.manual_backward,
             gradient_sync=fsdp_gradient_sync(self.model, fallback=self._ddp_gradient_sync),
-            reduce_mean=lambda t: self.trainer.strategy.reduce(t, reduce_op="mean"))
+            reduce_mean=lambda t: self.trainer.strategy.reduce(t, reduce_op="mean"),
+            measure_first_micro_batch=self.noise_scale is not None)
         if not result.updated:
             self._skip_nonfinite_step(result.loss, result.grad_norm)  # no update, no metrics row
             return
         scheduler.step()
         self._consecutive_nonfinite = 0
+        if result.first_micro_grad_sq is not None:
+            micro, step = batch["labels"].shape[1], batch["labels"].shape[0] * batch["labels"].shape[1]
+            world = self.trainer.world_size
+            self.noise_scale.update(result.first_micro_grad_sq.item(), result.grad_norm.item() ** 2,
+                                    micro * world, step * world)
         self.log("loss", result.loss, prog_bar=True, logger=False, on_step=True)
         log_every = max(1, self.trainer.log_every_n_steps)
         if self.global_step % log_every == 0 or self.global_step == self.trainer.max_steps:
@@ -237,6 +253,8 @@ class PretrainModule(L.LightningModule):
                    "tokens_per_s": tokens_per_s, "skipped_steps": self.skipped_steps,
                    "elapsed_s": now - self._fit_started,
                    **memory_stats_gb(self.device)}
+        if self.noise_scale is not None:
+            metrics.update(self.noise_scale.metrics(self.trainer.datamodule.seq_len))
         utilisation = mfu(tokens_per_s / self.trainer.world_size, self._flops_per_token, self._peak_flops)
         if utilisation is not None:
             metrics["mfu"] = utilisation
@@ -281,6 +299,7 @@ class PretrainModule(L.LightningModule):
         checkpoint["pretrain"] = {
             "skipped_steps": self.skipped_steps,
             "consecutive_nonfinite": self._consecutive_nonfinite,
+            "noise_scale": None if self.noise_scale is None else self.noise_scale.state_dict(),
             "model_config": dataclasses.asdict(self.model_config),
             # Plain tensors/tuples only, so the checkpoint loads with torch.load(weights_only=True).
             "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
@@ -292,6 +311,8 @@ class PretrainModule(L.LightningModule):
         state = checkpoint["pretrain"]
         self.skipped_steps = state["skipped_steps"]
         self._consecutive_nonfinite = state["consecutive_nonfinite"]
+        if self.noise_scale is not None and state.get("noise_scale"):
+            self.noise_scale.load_state_dict(state["noise_scale"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         name, keys, position, has_gauss, cached_gaussian = rng["numpy"]

@@ -216,13 +216,20 @@ def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float
     register_fsdp_forward_method(model, "forward_hidden")
 
 
+def grad_norm(model: nn.Module) -> torch.Tensor:
+    """Global L2 norm of all gradients (over every rank's shards) as a plain (replicated) tensor."""
+    norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None],
+                                         norm_type=2.0)
+    if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2: reduce the partial norms
+        norm = norm.full_tensor()
+    return norm
+
+
 def clip_grad_norm(model: nn.Module, max_norm: float) -> torch.Tensor:
     """Global L2 norm of all gradients (over every rank's shards), clipped to ``max_norm`` in
     place when finite. Returns the norm before clipping as a plain (replicated) tensor."""
     params = [p for p in model.parameters() if p.grad is not None]
-    norm = torch.nn.utils.get_total_norm([p.grad for p in params], norm_type=2.0)
-    if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2: reduce the partial norms
-        norm = norm.full_tensor()
+    norm = grad_norm(model)
     if max_norm != float("inf") and torch.isfinite(norm):
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
     return norm

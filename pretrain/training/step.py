@@ -29,6 +29,8 @@ class StepResult:
     loss: torch.Tensor  # mean over the step's tokens on all ranks (a 0-d float32 tensor)
     grad_norm: torch.Tensor  # global L2 norm before clipping
     updated: bool  # False: non-finite loss or gradient norm, no update
+    # |gradient of the first micro-batch (on all ranks)|², when asked (for the noise scale)
+    first_micro_grad_sq: torch.Tensor | None = None
 
 
 def micro_batches(batch: dict[str, torch.Tensor]) -> list[MicroBatch]:
@@ -65,23 +67,32 @@ def training_step(model: nn.Module, optimizer, batches: Iterable[MicroBatch],
                   loss_fn: Callable[[MicroBatch], torch.Tensor], *, grad_clip: float,
                   backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
                   gradient_sync: Callable[[bool], AbstractContextManager] | None = None,
-                  reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda t: t) -> StepResult:
+                  reduce_mean: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
+                  measure_first_micro_batch: bool = False) -> StepResult:
     """Forward and backward every micro-batch, then clip and step ``optimizer`` (gradients are
-    zeroed either way). ``reduce_mean`` averages the loss over data-parallel ranks."""
-    from pretrain.training.parallelize import clip_grad_norm
+    zeroed either way). ``reduce_mean`` averages the loss over data-parallel ranks.
+
+    ``measure_first_micro_batch`` (needs ≥ 2 micro-batches): also reduce the gradients after
+    the first micro-batch and measure their norm, the small batch of the gradient noise scale
+    (``pretrain.training.noise_scale``); the update is the same (a reduced part, equal on every
+    rank, is unchanged by the final reduction)."""
+    from pretrain.training.parallelize import clip_grad_norm, grad_norm
 
     batches = list(batches)
     gradient_sync = gradient_sync or fsdp_gradient_sync(model)
-    total = None
+    measure = measure_first_micro_batch and len(batches) > 1
+    total = first_micro_grad_sq = None
     for index, batch in enumerate(batches):
-        with gradient_sync(index == len(batches) - 1):
+        with gradient_sync(index == len(batches) - 1 or (measure and index == 0)):
             loss = loss_fn(batch)
             backward(loss / len(batches))
+        if measure and index == 0:
+            first_micro_grad_sq = (grad_norm(model).float() * len(batches)) ** 2
         total = loss.detach().float() if total is None else total + loss.detach().float()
     step_loss = reduce_mean(total / len(batches))
-    grad_norm = clip_grad_norm(model, grad_clip or math.inf)
-    updated = bool(torch.isfinite(step_loss) and torch.isfinite(grad_norm))
+    norm = clip_grad_norm(model, grad_clip or math.inf)
+    updated = bool(torch.isfinite(step_loss) and torch.isfinite(norm))
     if updated:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(step_loss, grad_norm, updated)
+    return StepResult(step_loss, norm, updated, first_micro_grad_sq)
