@@ -1,0 +1,68 @@
+"""Items → token requests, tokenised exactly as lm-evaluation-harness 0.4's ``hf`` backend does.
+
+For a (context, continuation) pair (``HFLM._encode_pair`` and ``loglikelihood``):
+- trailing whitespace of the context moves to the start of the continuation;
+- context + continuation are encoded together and split at the context's own token count
+  (so a token spanning the boundary belongs to the continuation);
+- no BOS unless asked (``bos=True`` is lm-eval's ``add_bos_token=True``; lm-eval ≥ 0.4.9 with
+  ``add_bos_token`` unset follows the tokenizer, which for Llama means BOS);
+- an empty context is scored after the prefix token (BOS if the tokenizer has one, else EOS,
+  as lm-eval 0.4.13's ``prefix_token_id``), or after the continuation's first token when the
+  continuation starts with it;
+- context + continuation longer than the model's positions + 1 are cut from the left
+  (``truncated``); a continuation longer than the model's positions is an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pretrain.errors import PretrainError
+from pretrain.eval.items import Item
+
+
+@dataclass(frozen=True)
+class Request:
+    """One scored continuation: the model reads ``tokens[:-1]`` (positions from 0) and the last
+    ``n_continuation`` of ``tokens`` are scored. ``n_bytes``: UTF-8 bytes of the scored text."""
+
+    tokens: tuple[int, ...]
+    n_continuation: int
+    n_bytes: int
+    truncated: bool
+
+
+def encode_pair(tokenizer, context: str, continuation: str, bos: bool = False) -> tuple[list[int], list[int], str]:
+    """(context ids, continuation ids, the continuation text actually scored)."""
+    if context == "":
+        ids = tokenizer.encode(continuation)
+        prefix = tokenizer.bos_id if tokenizer.bos_id is not None and tokenizer.bos_id >= 0 else tokenizer.eos_id
+        if ids and ids[0] == prefix:
+            return ids[:1], ids[1:], continuation
+        return [prefix], ids, continuation
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    start = [tokenizer.bos_id] if bos else []
+    whole = start + tokenizer.encode(context + continuation)
+    context_ids = start + tokenizer.encode(context)
+    return context_ids, whole[len(context_ids):], continuation
+
+
+def item_requests(item: Item, tokenizer, max_seq_len: int, bos: bool = False,
+                  where: str = "") -> list[Request]:
+    """The requests of ``item``'s choices, in choice order."""
+    requests = []
+    for choice, (context, continuation) in enumerate(zip(item.contexts, item.continuations)):
+        context_ids, continuation_ids, scored = encode_pair(tokenizer, context, continuation, bos)
+        if not continuation_ids:
+            raise PretrainError(f"choice {choice} of item {item.index} has no token of its own "
+                                f"after the context ({where})")
+        if len(continuation_ids) > max_seq_len:
+            raise PretrainError(f"choice {choice} of item {item.index} is {len(continuation_ids)} "
+                                f"tokens, more than the model's {max_seq_len} positions ({where})")
+        tokens = context_ids + continuation_ids
+        window = tokens[-(max_seq_len + 1):]
+        requests.append(Request(tuple(window), len(continuation_ids), len(scored.encode("utf-8")),
+                                truncated=len(window) < len(tokens)))
+    return requests
