@@ -46,6 +46,8 @@ def run(argv: list[str]) -> int:
         max_steps=trainer.max_steps, max_tokens=cli.config.get("max_tokens"),
         val_every_n_steps=datamodule.val_every_n_steps)
     datamodule.check_vocab(module.model_config.vocab_size)
+    if module.distill is not None:
+        _check_distillation(module, datamodule)
     module.lr_schedule(max_steps=plan.max_steps)  # a bad schedule fails now, not after setup
     module.check_kernels(trainer.strategy.root_device)  # kernels this device cannot run, too
     ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
@@ -65,6 +67,23 @@ def run(argv: list[str]) -> int:
     if trainer.is_global_zero:
         _report(run_dir, cli.config.get("sample_prompt"), cli.config.get("sample_tokens"))
     return 0
+
+
+def _check_distillation(module, datamodule) -> None:
+    """The teacher (or its cache) must exist, be a Llama and share the shards' vocabulary."""
+    if module.distill.cache is not None:
+        datamodule.teacher_targets(student_vocab_size=module.model_config.vocab_size)
+        return
+    from pretrain.distill.teacher import check_teacher_vocab, teacher_config
+
+    teacher = teacher_config(module.distill.teacher)
+    if teacher.vocab_size != module.model_config.vocab_size:
+        raise PretrainError(f"vocabulary mismatch: the teacher predicts {teacher.vocab_size} ids, the "
+                            f"student {module.model_config.vocab_size} ({module.distill.teacher})")
+    how = check_teacher_vocab(module.distill.teacher, datamodule.sources[0].path,
+                              teacher_vocab_size=teacher.vocab_size)
+    log.info("distillation: teacher %s (%s layers, dim %d) matches the shards' vocabulary by %s",
+             module.distill.teacher, teacher.n_layers, teacher.dim, how)
 
 
 def _is_first_process() -> bool:
@@ -100,6 +119,7 @@ def check_checkpoint_strategy(state_path: Path, strategy) -> None:
 def _cli_class():
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+    from pretrain.distill.config import DistillConfig
     from pretrain.training.checkpoint.callback import PeriodicCheckpoint
     import pretrain.training.parallelize  # noqa: F401  registers `strategy: fsdp2`
 
@@ -117,12 +137,16 @@ def _cli_class():
                                 help="after training, print a sample continuing this prompt")
             parser.add_argument("--sample_tokens", type=int, default=64, help="length of that sample")
             parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
+            parser.add_argument("--distill", type=DistillConfig | None, default=None,
+                                help="knowledge distillation: teacher or cache, alpha, temperature, top_k")
             parser.link_arguments("seed_everything", "model.init_seed")
             parser.link_arguments("seed_everything", "data.seed")
             # One switch each: masking makes the data yield document ids; validation counts steps
             # (one training batch is one optimizer step).
             parser.link_arguments("model.document_masking", "data.document_ids")
             parser.link_arguments("data.val_every_n_steps", "trainer.val_check_interval")
+            parser.link_arguments("distill", "model.distill")
+            parser.link_arguments("distill", "data.distill_cache", compute_fn=_cache_of)
             parser.set_defaults({"trainer.enable_checkpointing": False,
                                  "trainer.check_val_every_n_epoch": None,
                                  "trainer.num_sanity_val_steps": 0,
@@ -163,6 +187,17 @@ def _cli_class():
             return super().instantiate_trainer(**kwargs)
 
     return PretrainCLI
+
+
+def _cache_of(distill) -> dict | None:
+    """The data module's part of ``distill``: the cache and how many of its ids to use."""
+    if distill is None:
+        return None
+    # jsonargparse hands over a Namespace (its init_args when given as a class), a dict or the object
+    distill = getattr(distill, "init_args", distill)
+    cache, top_k = (getattr(distill, "cache", None), getattr(distill, "top_k", None)) if not isinstance(
+        distill, dict) else (distill.get("cache"), distill.get("top_k"))
+    return None if cache is None else {"path": cache, "top_k": top_k}
 
 
 def _parse(argv: list[str]):

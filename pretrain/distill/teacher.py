@@ -45,6 +45,27 @@ def teacher_kind(path: str | os.PathLike) -> str:
                         f"run or checkpoint directory ({path})")
 
 
+def teacher_config(path: str | os.PathLike):
+    """The teacher's ``LlamaConfig`` without loading its weights; `PretrainError` for a path
+    that is missing or not a Llama."""
+    import json
+
+    from model import LlamaConfig, ModelError
+    from model.hf import config_from_hf
+
+    path = Path(path)
+    try:
+        if teacher_kind(path) == "hf":
+            return config_from_hf(json.loads((path / "config.json").read_text()), str(path / "config.json"))
+        from pretrain.training.checkpoint.layout import read_checkpoint_meta
+
+        return LlamaConfig(**read_checkpoint_meta(path)["model_config"])
+    except (ModelError, ValueError, TypeError) as e:
+        if isinstance(e, PretrainError):
+            raise
+        raise PretrainError(f"teacher is not a Llama: {e} ({path})") from None
+
+
 def load_teacher(path: str | os.PathLike, *, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu"):
     """The teacher at `path` as a frozen `model.Llama`: eval mode, every parameter with

@@ -58,6 +58,9 @@ class PretrainDataModule(L.LightningDataModule):
         demo_corpus: ``stdlib`` builds ``path`` on first use from the running Python's standard
             library sources (tokenizer + shards; no download) — the README demo; None = off.
         demo_vocab_size: vocabulary of the demo tokenizer.
+        distill_cache: ``{"path": DIR, "top_k": k}`` of a teacher cache (``slm distill cache``),
+            linked from the recipe's ``distill:`` section: every training sample then carries
+            the teacher's top-k ``teacher_logprobs`` and ``teacher_ids``.
     """
 
     def __init__(self, path: str | None = None, sources: list[DataSource] | None = None,
@@ -65,7 +68,7 @@ class PretrainDataModule(L.LightningDataModule):
                  micro_batch_size: int = 8, num_workers: int = 2, seed: int = 0,
                  val_every_n_steps: int = 1000, val_sequences: int | None = 512,
                  document_ids: bool = False, demo_corpus: str | None = None,
-                 demo_vocab_size: int = 4096):
+                 demo_vocab_size: int = 4096, distill_cache: dict | None = None):
         super().__init__()
         if (path is None) == (not sources):
             raise PretrainError("give exactly one of data.path or data.sources (data)")
@@ -79,6 +82,7 @@ class PretrainDataModule(L.LightningDataModule):
         self.micro_batch_size, self.num_workers, self.seed = micro_batch_size, num_workers, seed
         self.val_every_n_steps, self.val_sequences = val_every_n_steps, val_sequences
         self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
+        self.distill_cache = distill_cache
         self.samples_consumed = 0  # global training samples of the steps taken: THE progress counter
         self.vocab_size: int | None = None
         self.tokenizer_dir: str | None = None
@@ -126,15 +130,27 @@ class PretrainDataModule(L.LightningDataModule):
         return accumulation_for(self.global_batch_tokens, self.seq_len, self.micro_batch_size,
                                 self.trainer.world_size)
 
+    def teacher_targets(self, student_vocab_size: int | None = None):
+        """The cached teacher's per-sample targets (a dataset transform), checked against the
+        shards, or None without a cache; ``PretrainError`` on a mismatch."""
+        if self.distill_cache is None:
+            return None
+        from pretrain.distill.cache_reader import open_teacher_targets
+
+        return open_teacher_targets(self.distill_cache["path"], [s.path for s in self.sources],
+                                    seq_len=self.seq_len, document_masking=self.document_ids,
+                                    top_k=self.distill_cache.get("top_k"),
+                                    student_vocab_size=student_vocab_size)
+
     def _dataset(self, split: str, samples_per_rank: int, start_sample: int = 0,
-                 num_samples: int | None = None):
+                 num_samples: int | None = None, transform=None):
         from data import StreamingTokenDataset
 
         return StreamingTokenDataset(
             [(s.path, s.weight) for s in self.sources], split, seq_len=self.seq_len,
             micro_batch_size=samples_per_rank, seed=self.seed, rank=self.trainer.global_rank,
             world_size=self.trainer.world_size, start_sample=start_sample,
-            document_ids=self.document_ids, num_samples=num_samples)
+            document_ids=self.document_ids, num_samples=num_samples, transform=transform)
 
     def train_dataloader(self) -> DataLoader:
         if self.samples_consumed:
@@ -142,7 +158,8 @@ class PretrainDataModule(L.LightningDataModule):
         accumulation = self.accumulation()
         # The dataset's unit is one rank's whole step (A·B samples); the loader collates it and
         # cuts it into A micro-batches, so one loader batch is one optimizer step.
-        dataset = self._dataset("train", accumulation * self.micro_batch_size, self.samples_consumed)
+        dataset = self._dataset("train", accumulation * self.micro_batch_size, self.samples_consumed,
+                                transform=self.teacher_targets())
         return DataLoader(dataset, batch_size=accumulation * self.micro_batch_size,
                           num_workers=self.num_workers, pin_memory=torch.cuda.is_available(),
                           collate_fn=partial(collate_step, accumulation=accumulation),

@@ -25,10 +25,12 @@ from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
 from model.kernels.fused_ops import FUSED_OPS, FusedOps
 from pretrain.errors import PretrainError
 from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
+from pretrain.distill.config import DistillConfig
 from pretrain.training.noise_scale import NoiseScale
 from pretrain.training.optim import build_adamw
 from pretrain.training.schedule import LRSchedule
-from pretrain.training.step import causal_lm_loss, fsdp_gradient_sync, micro_batches, training_step
+from pretrain.training.step import (causal_lm_loss, distill_loss, fsdp_gradient_sync, micro_batches,
+                                    training_step)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,9 @@ class PretrainModule(L.LightningModule):
         noise_scale: estimate the gradient noise scale every step (``pretrain.training.noise_scale``)
             and log it in sequences and tokens; needs ≥ 2 micro-batches per step (the small batch
             is the first micro-batch on all ranks, the big one the whole step).
+        distill: knowledge distillation from a teacher (the recipe's top-level ``distill:``
+            section, linked here by the CLI; ``pretrain.distill``): the training loss becomes
+            ``(1 − α)·CE + α·T²·KL(teacher ‖ student)``; validation stays plain cross-entropy.
         document_masking: restrict attention to each packed document; the CLI links it to
             ``data.document_ids`` so the data yields the document ids it needs.
         init_seed: seed of the weight initialisation (linked to ``seed_everything`` by the CLI).
@@ -104,6 +109,7 @@ class PretrainModule(L.LightningModule):
         activation_checkpointing: str = "none",
         compile: bool = False,
         noise_scale: bool = False,
+        distill: DistillConfig | None = None,
         document_masking: bool = False,
         init_seed: int = 0,
     ):
@@ -136,6 +142,11 @@ class PretrainModule(L.LightningModule):
         self.skipped_steps = 0
         self._consecutive_nonfinite = 0
         self.noise_scale = NoiseScale() if noise_scale else None
+        if isinstance(distill, dict):  # as the CLI's link delivers it
+            distill = DistillConfig(**distill)
+        self.distill = distill.validate() if distill is not None else None
+        self._teacher = None  # built in configure_model; never a submodule (not trained, not saved)
+        self._distill_parts = []  # (ce, kl) of the current step's micro-batches
         self._last_log = None
 
     # ---- model ---------------------------------------------------------------------------
@@ -152,6 +163,12 @@ class PretrainModule(L.LightningModule):
             fused_ops=self.check_kernels(strategy.root_device)[1], float8=self.hparams.float8,
             activation_checkpointing=self.hparams.activation_checkpointing,
             compile=self.hparams.compile)
+        if self.distill is not None and self.distill.teacher is not None:
+            from pretrain.training.parallelize import build_parallel_teacher
+
+            teacher = build_parallel_teacher(self.distill.teacher, strategy.root_device,
+                                             fsdp_mesh(strategy), mixed_precision=self.hparams.mixed_precision)
+            object.__setattr__(self, "_teacher", teacher)
 
     def check_kernels(self, device: torch.device) -> tuple[str, FusedOps]:
         """One-line ``PretrainError`` if a kernel choice cannot run on ``device`` (the CLI calls
@@ -168,6 +185,15 @@ class PretrainModule(L.LightningModule):
     def loss(self, batch) -> torch.Tensor:
         """Mean cross-entropy (nats/token, fp32) of the next-token predictions in a micro-batch."""
         return causal_lm_loss(self.model, batch, self.hparams.fused_ce)
+
+    def training_loss(self, batch) -> torch.Tensor:
+        """The loss training minimises: cross-entropy, or the distillation loss (its ``ce`` and
+        ``kl`` parts are kept for the step's metrics)."""
+        if self.distill is None:
+            return self.loss(batch)
+        loss, ce, kl = distill_loss(self.model, batch, self.distill, self._teacher)
+        self._distill_parts.append(torch.stack([ce, kl]).float())
+        return loss
 
     @property
     def tokens_seen(self) -> int:
@@ -205,11 +231,12 @@ class PretrainModule(L.LightningModule):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         lr = optimizer.param_groups[0]["lr"]
         result = training_step(
-            self.model, optimizer, micro_batches(batch), self.loss, grad_clip=self.hparams.grad_clip,
+            self.model, optimizer, micro_batches(batch), self.training_loss, grad_clip=self.hparams.grad_clip,
             backward=self.manual_backward,
             gradient_sync=fsdp_gradient_sync(self.model, fallback=self._ddp_gradient_sync),
             reduce_mean=lambda t: self.trainer.strategy.reduce(t, reduce_op="mean"),
             measure_first_micro_batch=self.noise_scale is not None)
+        parts = self._distill_step_parts()  # every step, so the list stays one step long
         if not result.updated:
             self._skip_nonfinite_step(result.loss, result.grad_norm)  # no update, no metrics row
             return
@@ -223,7 +250,15 @@ class PretrainModule(L.LightningModule):
         self.log("loss", result.loss, prog_bar=True, logger=False, on_step=True)
         log_every = max(1, self.trainer.log_every_n_steps)
         if self.global_step % log_every == 0 or self.global_step == self.trainer.max_steps:
-            self._log_train_metrics(result.loss.item(), lr, result.grad_norm.item())
+            self._log_train_metrics(result.loss.item(), lr, result.grad_norm.item(), parts)
+
+    def _distill_step_parts(self) -> dict[str, torch.Tensor]:
+        """Mean ``ce`` and ``kl`` of the step's micro-batches over all ranks ({} without distillation)."""
+        if not self._distill_parts:
+            return {}
+        ce, kl = self.trainer.strategy.reduce(torch.stack(self._distill_parts).mean(0), reduce_op="mean")
+        self._distill_parts = []
+        return {"ce": ce, "kl": kl}
 
     def _ddp_gradient_sync(self, last: bool):
         """Under DDP (Lightning wraps this module), skip the all-reduce but on the last micro-batch."""
@@ -244,15 +279,15 @@ class PretrainModule(L.LightningModule):
                 f"steps after step {self.global_step}; lower the learning rate or resume from an "
                 f"earlier checkpoint (model.max_nonfinite_steps)")
 
-    def _log_train_metrics(self, loss: float, lr: float, grad_norm: float) -> None:
+    def _log_train_metrics(self, loss: float, lr: float, grad_norm: float, extra: dict) -> None:
         now = time.perf_counter()
         then, tokens_then = self._last_log
         tokens_per_s = (self.tokens_seen - tokens_then) / max(now - then, 1e-9)
         self._last_log = (now, self.tokens_seen)
         metrics = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": self.tokens_seen,
                    "tokens_per_s": tokens_per_s, "skipped_steps": self.skipped_steps,
-                   "elapsed_s": now - self._fit_started,
-                   **memory_stats_gb(self.device)}
+                   "elapsed_s": now - self._fit_started, **memory_stats_gb(self.device),
+                   **{key: value.item() for key, value in extra.items()}}
         if self.noise_scale is not None:
             metrics.update(self.noise_scale.metrics(self.trainer.datamodule.seq_len))
         utilisation = mfu(tokens_per_s / self.trainer.world_size, self._flops_per_token, self._peak_flops)

@@ -147,6 +147,22 @@ def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: 
     return model
 
 
+def build_parallel_teacher(path: str, device: torch.device, mesh=None, *,
+                           mixed_precision: str = "bf16") -> nn.Module:
+    """The frozen distillation teacher at ``path`` (``pretrain.distill.teacher.load_teacher``),
+    on ``device`` and, under FSDP2, sharded like the student (same mesh and policy) so no rank
+    holds its whole weights during training."""
+    from pretrain.distill.teacher import load_teacher
+
+    teacher = load_teacher(path)  # fp32 on CPU; sharding and the policy's cast come next
+    if mesh is not None:
+        param_dtype = torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32
+        apply_fsdp(teacher, mesh, param_dtype=param_dtype)
+    elif device.type == "cuda" and mixed_precision == "bf16":
+        teacher.to(torch.bfloat16)
+    return teacher.to(device)
+
+
 def fsdp_mesh(strategy):
     """The mesh FSDP2 shards over under ``strategy``, or None when it does not shard."""
     return strategy.fsdp_mesh if isinstance(strategy, FSDP2Strategy) else None

@@ -52,6 +52,26 @@ def causal_lm_loss(model: nn.Module, batch: MicroBatch, fused_ce: str) -> torch.
     return linear_cross_entropy(hidden, model.output.weight, batch["labels"], implementation=fused_ce)
 
 
+def distill_loss(model: nn.Module, batch: MicroBatch, distill, teacher: nn.Module | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(loss, ce, kl)`` of a micro-batch under knowledge distillation (``pretrain.distill``):
+    loss = (1 − α)·CE(labels) + α·T²·KL(teacher_T ‖ student_T), token means, chunk by chunk so
+    neither model's ``[tokens, vocab]`` logits exist at once (``model.kernels.distill``). The
+    teacher is ``teacher`` run here without gradients (online), or the batch's cached top-K
+    ``teacher_logprobs`` / ``teacher_ids``. ``ce`` and ``kl`` are detached, for logging."""
+    from model.kernels.distill import linear_distill_loss, topk_distill_loss
+
+    document_ids = batch.get("document_ids")
+    hidden = model.forward_hidden(batch["input_ids"], document_ids=document_ids)
+    if teacher is None:
+        return topk_distill_loss(hidden, model.output.weight, batch["labels"], batch["teacher_logprobs"],
+                                 batch["teacher_ids"], alpha=distill.alpha, temperature=distill.temperature)
+    with torch.no_grad():
+        teacher_hidden = teacher.forward_hidden(batch["input_ids"], document_ids=document_ids)
+    return linear_distill_loss(hidden, model.output.weight, batch["labels"], teacher_hidden,
+                               teacher.output.weight, alpha=distill.alpha, temperature=distill.temperature)
+
+
 def fsdp_gradient_sync(model: nn.Module, fallback: Callable[[bool], AbstractContextManager] | None = None):
     """``gradient_sync(last)`` for ``training_step``: an FSDP2 root reduce-scatters only when
     ``last``; otherwise ``fallback`` (e.g. DDP's ``block_backward_sync``) or nothing."""

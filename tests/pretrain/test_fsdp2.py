@@ -54,3 +54,15 @@ def test_sharded_and_single_file_checkpoints_export_the_same_model(fsdp2_run, tr
     single = load_model(trained_run / "checkpoints" / "step-000004")
     tokens = torch.randint(0, 1024, (2, 16))
     torch.testing.assert_close(sharded(tokens), single(tokens), rtol=0, atol=1e-4)
+
+
+def test_two_sharded_processes_estimate_the_noise_scale_without_changing_training(
+        pretrain_data, tmp_path, run_pretrain, trained_run):
+    from pretrain.training.run_logs import read_metrics
+
+    run_dir = tmp_path / "noise"
+    run_pretrain("--config", tiny_config(run_dir, pretrain_data, trainer={**FSDP2, "devices": 2},
+                                         data={"micro_batch_size": 2}, model={"noise_scale": True}))
+    assert_same_losses(metrics_losses(run_dir), metrics_losses(trained_run), [1, 2, 3, 4], 1e-5)
+    rows = [r for r in read_metrics(run_dir / "metrics.csv") if r["noise_scale_sequences"]]
+    assert rows and all(float(r["noise_trace"]) != 0 for r in rows)
