@@ -58,6 +58,7 @@ class BenchSettings:
     compile: bool = False
     fp8: bool = False
     ac: str = "none"
+    noise_scale: bool = False  # also measure the first micro-batch's gradient (needs accumulation ≥ 2)
     strategy: str | None = None  # default: fsdp2 on CUDA (as the GPU recipes), single on CPU
     dtype: str | None = None  # default: bf16 on CUDA, fp32 on CPU
     device: str | None = None  # default: cuda if available
@@ -83,6 +84,9 @@ def check_settings(s: BenchSettings) -> None:
         raise PretrainError(f"--device must be cpu or cuda, got {s.device!r}")
     if s.device and s.device.startswith("cuda") and not torch.cuda.is_available():
         raise PretrainError("--device cuda, but CUDA is not available here (--device)")
+    if s.noise_scale and s.accumulation < 2:
+        raise PretrainError("--noise-scale needs --accumulation ≥ 2: the first micro-batch is the "
+                            "small batch, the step the big one (--noise-scale)")
     if s.threads is not None and s.threads < 1:
         raise PretrainError(f"--threads must be >= 1, got {s.threads}")
 
@@ -139,6 +143,7 @@ class StepTimer:
         self.name, self.model, self.loss_fn = name, model, loss_fn
         self.vocab_size, self.seq_len, self.device, self.autocast = vocab_size, seq_len, device, autocast
         self.batch_size, self.accumulation = settings.micro_batch_size, settings.accumulation
+        self.noise_scale = settings.noise_scale
         self.optimizer = build_adamw(model, lr=1e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
         self.generator = torch.Generator(device=device).manual_seed(settings.seed)
         self.step_times_s: list[float] = []
@@ -159,7 +164,8 @@ class StepTimer:
         # Single device with bf16: autocast, as Lightning's `bf16-mixed` precision does in training.
         with torch.autocast(self.device.type, dtype=self.autocast or torch.float32,
                             enabled=self.autocast is not None):
-            result = training_step(self.model, self.optimizer, batches, self.loss_fn, grad_clip=1.0)
+            result = training_step(self.model, self.optimizer, batches, self.loss_fn, grad_clip=1.0,
+                                   measure_first_micro_batch=self.noise_scale)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         if timed:

@@ -11,7 +11,7 @@ from pretrain.errors import PretrainError
 # `slm pretrain` recipe keys → BenchSettings fields (flags given on the command line win).
 RECIPE_MODEL_KEYS = {"preset": "model", "attention_backend": "attention", "fused_ce": "fused_ce",
                      "fused_ops": "fused_ops", "compile": "compile", "float8": "fp8",
-                     "activation_checkpointing": "ac"}
+                     "activation_checkpointing": "ac", "noise_scale": "noise_scale"}
 MODEL_SHAPE_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim",
                     "max_seq_len", "rope_theta", "tie_embeddings")
 
@@ -39,6 +39,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--fp8", action="store_true", default=None, help="float8 training via torchao (sm89+ GPU)")
     p.add_argument("--ac", metavar="MODE",
                    help="activation checkpointing: none, full, selective (default none)")
+    p.add_argument("--noise-scale", action="store_true", default=None,
+                   help="also measure the gradient noise scale's small batch (as model.noise_scale)")
     p.add_argument("--strategy", metavar="NAME",
                    help="single or fsdp2 (FSDP2 on one device, its mixed-precision policy; default: "
                         "fsdp2 on CUDA, single on CPU)")
@@ -59,7 +61,8 @@ def run(args) -> int:
     flags = {"model": args.model, "seq_len": args.seq_len, "micro_batch_size": args.micro_batch_size,
              "accumulation": args.accumulation, "steps": args.steps, "warmup": args.warmup,
              "attention": args.attention, "fused_ce": args.fused_ce, "fused_ops": args.fused_ops,
-             "compile": args.compile, "fp8": args.fp8, "ac": args.ac, "strategy": args.strategy,
+             "compile": args.compile, "fp8": args.fp8, "ac": args.ac, "noise_scale": args.noise_scale,
+             "strategy": args.strategy,
              "dtype": args.dtype, "device": args.device, "threads": args.threads, "seed": args.seed}
     chosen.update({key: value for key, value in flags.items() if value is not None})
     if "model" not in chosen:
@@ -105,7 +108,7 @@ def format_report(r: dict) -> str:
         f"{r['micro_batch_size']} x {r['seq_len']} tokens/step, {r['dtype']} on {r['device_name']} "
         f"({r['threads']} threads), strategy {r['strategy']}",
         f"kernels: attention {r['attention']}, fused CE {r['fused_ce']}, fused ops {r['fused_ops']}, "
-        f"compile {r['compile']}, fp8 {r['fp8']}, AC {r['ac']}",
+        f"compile {r['compile']}, fp8 {r['fp8']}, AC {r['ac']}, noise scale {r['noise_scale']}",
         f"tokens/s   {r['tokens_per_s']:,.0f}",
         f"step time  mean {t['mean'] * 1e3:.1f} ms, p50 {t['p50'] * 1e3:.1f} ms, "
         f"p90 {t['p90'] * 1e3:.1f} ms ({r['steps']} steps after {r['warmup']} warm-up)",

@@ -82,6 +82,9 @@ def test_bench_compiles_blocks_with_selective_checkpointing_on_cpu(capsys):
     (["--fused-ce", "liger"], ["needs CUDA", "(--fused-ce)"]),
     (["--fused-ops", "liger"], ["need CUDA", "(--fused-ops)"]),
     (["--fp8"], ["float8 training needs an sm89+ GPU"]),
+    (["--noise-scale"], ["--noise-scale needs --accumulation ≥ 2"]),
+    (["--seq-len", "4096"], ["--seq-len 4096 exceeds the model's max_seq_len 256"]),
+    (["--strategy", "ddp"], ["--strategy must be one of single, fsdp2"]),
 ])
 def test_bench_user_mistakes_are_one_error_line(capsys, monkeypatch, flags, fragments):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # which would let liger run on a CPU
@@ -122,3 +125,23 @@ def test_cuda_bench_reports_cuda_memory_and_mfu_where_the_peak_is_known(capsys):
     assert (report["mfu"] is None) == (device_peak_flops("cuda") is None)
     assert report["attention"] != "eager"
     assert report["speedup_vs_hf"] > 0
+
+
+def test_a_recipe_gives_the_model_kernels_and_batch_shape_of_its_training_step():
+    from pathlib import Path
+
+    from pretrain.commands.bench import recipe_settings
+
+    settings = recipe_settings(Path(__file__).parents[2] / "configs" / "demo-cpu.yaml")
+    assert settings == {"model": "debug-1m", "fused_ce": "auto",
+                        "overrides": {"n_layers": 3, "vocab_size": 2048}, "seq_len": 256,
+                        "micro_batch_size": 16, "accumulation": 2, "strategy": "single", "dtype": "fp32"}
+
+
+def test_bench_runs_accumulated_steps_under_fsdp2_on_one_process(capsys):
+    proc = slm_in_process(capsys, "bench", *TINY, "--accumulation", "2", "--strategy", "fsdp2",
+                          "--noise-scale", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["strategy"] == "fsdp2" and report["tokens_per_step"] == 2 * 2 * 32
+    assert 5.5 < report["final_loss"] < 7.0
