@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--bos", action="store_true",
                         help="prepend BOS to every context (lm-eval's add_bos_token=True)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
+    parser.add_argument("--compare-lm-eval", type=int, default=None, metavar="ROUNDS",
+                        help="with an HF directory on the CPU: time ROUNDS alternating passes of ours "
+                             "and of lm-evaluation-harness's hf backend over the same items; print items/s")
     parser.set_defaults(func=run)
 
 
@@ -67,6 +70,8 @@ def run(args) -> int:
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise PretrainError(f"no CUDA device here (--device {device})")
     tasks = [load_task(name, file, args.limit) for name, file in parse_task_specs(args.task)]
+    if args.compare_lm_eval is not None:
+        return compare(args, tasks)
     session = Session(Path(args.checkpoint), tasks, batch_size=args.batch_size, bos=args.bos,
                       samples_dir=Path(args.samples) if args.samples else None,
                       tokenizer_dir=Path(args.tokenizer) if args.tokenizer else None,
@@ -78,6 +83,27 @@ def run(args) -> int:
         print(table(evaluated))
         if session.run_dir:
             print(f"\n{session.run_dir / 'eval.csv'}\n{session.run_dir / 'eval.png'}")
+    return 0
+
+
+def compare(args, tasks) -> int:
+    from pretrain.errors import PretrainError
+    from pretrain.eval.speed import compare_with_lm_eval
+    from pretrain.eval.targets import resolve_targets
+
+    (target,) = resolve_targets(args.checkpoint, args.tokenizer)
+    if not target.is_hf or args.compare_lm_eval < 1:
+        raise PretrainError("--compare-lm-eval takes ROUNDS >= 1 and an HF model directory as "
+                            "--checkpoint (lm-eval loads it with transformers) (--compare-lm-eval)")
+    report = compare_with_lm_eval(target.path, tasks, args.batch_size, args.compare_lm_eval, args.bos)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['items']} items ({report['requests']} requests), batch {report['batch_size']}, "
+              f"{report['rounds']} alternating rounds:\n"
+              f"  slm eval  {report['ours_items_per_s']:8.1f} items/s\n"
+              f"  lm-eval   {report['lm_eval_items_per_s']:8.1f} items/s\n"
+              f"  ratio     {report['ratio']:8.2f}x   (max |Δ loglikelihood| {report['max_abs_diff']:.1e})")
     return 0
 
 

@@ -38,7 +38,7 @@ from pretrain.eval.eval_csv import EVAL_CSV, merge_rows, result_rows
 from pretrain.eval.evaluate import PreparedTask, item_outcomes, prepare_task
 from pretrain.eval.metrics import STATS, outcome_stats, task_metrics
 from pretrain.eval.plot import plot_eval
-from pretrain.eval.scorer import plan_batches, run_idle_forward, score_batch
+from pretrain.eval.scorer import plan_batches, run_idle_batch, score_batch
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class DownstreamEval(Callback):
                                                          uniform_calls=world > 1)):
                 scores[g] = item_scores
         for _ in range(n_batches - len(batches)):
-            run_idle_forward(model, calls=2)
+            run_idle_batch(model)
         stats = outcome_stats(item_outcomes(prepared, scores, positions))
         total = torch.tensor(stats, dtype=torch.float64, device=pl_module.device)
         if world > 1:

@@ -87,12 +87,14 @@ def score_batch(model: torch.nn.Module, groups: list[list[Request]],
     if start > 0:
         prefix = torch.tensor([g[0].tokens[:start] for g in groups], device=device)
         cache = _SharedPrefixCache()
-        model(prefix, cache=cache, start_pos=0)
+        # Hidden states only: the prefix's logits are never needed (forward_hidden is also an
+        # FSDP2 forward method of the root, see pretrain.training.parallelize).
+        model.forward_hidden(prefix, cache=cache, start_pos=0)
         cache.filling = False
         group_of_row = torch.tensor([i for i, g in enumerate(groups) for _ in g], device=device)
         cache = cache.select_rows(group_of_row)
     elif uniform_calls:
-        run_idle_forward(model)
+        _idle_prefix_pass(model)
     width = max(len(r.tokens) - 1 - start for r in rows)
     inputs = torch.zeros(len(rows), width, dtype=torch.long)
     row_index, col_index, targets, owner = [], [], [], []
@@ -122,13 +124,20 @@ def score_batch(model: torch.nn.Module, groups: list[list[Request]],
     return out
 
 
+def _one_token(model: torch.nn.Module) -> torch.Tensor:
+    return torch.zeros(1, 1, dtype=torch.long, device=_device(model))
+
+
+def _idle_prefix_pass(model: torch.nn.Module) -> None:
+    model.forward_hidden(_one_token(model))
+
+
 @torch.no_grad()
-def run_idle_forward(model: torch.nn.Module, calls: int = 1) -> None:
-    """Forward calls on one token whose output is discarded: a rank with nothing (left) to
-    score still takes part in FSDP2's per-forward collectives."""
-    token = torch.zeros(1, 1, dtype=torch.long, device=_device(model))
-    for _ in range(calls):
-        model(token)
+def run_idle_batch(model: torch.nn.Module) -> None:
+    """The forward calls of one ``score_batch(..., uniform_calls=True)`` on one token, output
+    discarded: a rank with no batch left still takes part in FSDP2's per-forward collectives."""
+    _idle_prefix_pass(model)
+    model(_one_token(model))
 
 
 def score_groups(model: torch.nn.Module, groups: list[list[Request]], batch_size: int = 32,
