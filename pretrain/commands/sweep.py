@@ -4,6 +4,7 @@
     slm sweep run DIR [--slurm ...]                               # train each run (resumable)
     slm sweep collect DIR                                         # DIR/results.csv
     slm sweep fit --results DIR/results.csv --output DIR/fit      # fit.json, report.md, plots
+    slm sweep fit --curves DIR/curves.csv --output DIR/fit        # a batch sweep: B_crit
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def add_parser(subparsers) -> None:
     run.add_argument("--train-command", default=None,
                      help="training command each run's `--config FILE --ckpt_path last` is "
                           "appended to (default: this Python's `slm pretrain`)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="train up to this many runs at once, each with CPU cores / jobs "
+                          "threads (default 1)")
     run.add_argument("--slurm", action="store_true",
                      help="submit the runs as one SLURM job array instead of training here")
     run.add_argument("--slurm-args", default="",
@@ -39,9 +43,19 @@ def add_parser(subparsers) -> None:
                          help="skip runs that have not finished instead of failing")
     collect.set_defaults(func=run_collect)
 
-    fit = verbs.add_parser("fit", help="fit scaling laws to a results CSV")
-    fit.add_argument("--results", required=True,
+    fit = verbs.add_parser("fit", help="fit scaling laws to a results CSV, or the critical "
+                                       "batch to a batch sweep's curves")
+    fit.add_argument("--results", default=None,
                      help="CSV with params,tokens,loss (+ flops, run, budget)")
+    fit.add_argument("--curves", default=None,
+                     help="a batch sweep's curves.csv (kind: batch): fit McCandlish et al.'s "
+                          "steps/tokens trade-off and the critical batch instead")
+    fit.add_argument("--noise", default=None,
+                     help="with --curves: the sweep's noise.csv (default: noise.csv next to "
+                          "the curves, when there)")
+    fit.add_argument("--target-losses", default=None,
+                     help="with --curves: comma list of validation losses to fit the trade-off "
+                          "at (default: 5 spaced over the range most runs cross)")
     fit.add_argument("--output", required=True, help="directory for fit.json, report.md, plots")
     fit.add_argument("--fits", default=None,
                      help="comma list of 3,2,overtrain (default: 3, plus 2 and overtrain when "
@@ -79,10 +93,45 @@ def _floats(text: str | None, flag: str) -> list[float] | None:
     return values
 
 
+def run_batch_fit(args) -> int:
+    from pathlib import Path
+
+    from pretrain.errors import PretrainError
+    from pretrain.scaling import fit_batch
+
+    targets = _floats(args.target_losses, "--target-losses")
+    if targets and min(targets) <= 0:
+        raise PretrainError("target losses must be positive (--target-losses)")
+    curves = fit_batch.read_curves(args.curves)
+    noise_path = Path(args.noise) if args.noise else Path(args.curves).with_name("noise.csv")
+    if args.noise and not noise_path.is_file():
+        raise PretrainError(f"noise-scale file not found ({noise_path}: --noise)")
+    noise = fit_batch.read_noise(noise_path) if noise_path.is_file() else {}
+    fit = fit_batch.fit_batch_sweep(curves, targets, noise)
+    if not fit.fits:
+        raise PretrainError(f"no target loss is reached by runs at ≥ {fit_batch.MIN_RUNS} batch "
+                            f"sizes ({args.curves}); pass --target-losses the runs reach")
+    paths = fit_batch.write_batch_outputs(fit, args.curves, noise_path if noise else None,
+                                          args.output)
+    for t in fit.fits:
+        simple = fit.noise_scale_at(t.target_loss)
+        print(f"loss {t.target_loss:.4f}: S_min={t.steps_min:.4g} E_min={t.tokens_min:.4g} "
+              f"B_crit={t.critical_batch:,.0f} tokens ({t.critical_batch / fit.seq_len:.3g} "
+              f"sequences)" + ("" if simple is None else f"; B_simple {simple:,.0f} tokens"))
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
 def run_fit(args) -> int:
     from pretrain.errors import PretrainError
     from pretrain.scaling.results import parse_column_map, read_results
 
+    if (args.results is None) == (args.curves is None):
+        raise PretrainError("give exactly one of --results (a scaling-law fit) or --curves "
+                            "(a batch sweep's critical batch) (--results, --curves)")
+    if args.curves is not None:
+        return run_batch_fit(args)
     if args.bootstrap < 0:
         raise PretrainError(f"--bootstrap must be ≥ 0, got {args.bootstrap}")
     budgets = _floats(args.budgets, "--budgets")
@@ -127,7 +176,7 @@ def run_run(args) -> int:
     if args.slurm:
         return submit_sweep(args.sweep_dir, runs=runs, slurm_args=args.slurm_args)
     command = shlex.split(args.train_command) if args.train_command else None
-    return run_sweep(args.sweep_dir, runs=runs, train_command=command)
+    return run_sweep(args.sweep_dir, runs=runs, train_command=command, jobs=args.jobs)
 
 
 def run_collect(args) -> int:

@@ -6,16 +6,29 @@ runs to derive from it. Kinds:
 - ``chinchilla`` (approach 1): every model at every token horizon in ``tokens``;
 - ``isoflop`` (approach 2): for each budget C in ``budgets`` (FLOPs), every model with
   D = C / (6·N);
-- ``overtrain`` (Gadre et al.): every model at every multiplier M = D/N in ``multipliers``.
+- ``overtrain`` (Gadre et al.): every model at every multiplier M = D/N in ``multipliers``;
+- ``batch`` (McCandlish et al. 2018): one model (``models`` holds exactly one) trained on the
+  same ``tokens`` (one number) at every global batch size in ``batch_sizes`` (tokens per step).
+  The peak learning rate follows ``lr_scaling`` from ``lr`` at ``reference_batch_tokens``
+  (default: the first batch size): ``sqrt`` (default) lr = lr_ref·√(B/B_ref), the square-root
+  rule for Adam (Malladi et al. 2022, "On the SDEs and scaling rules for adaptive gradient
+  algorithms": Adam's update noise scales as 1/√B, so √B keeps the SDE it follows the same;
+  Goyal et al.'s linear rule is SGD's), ``linear`` lr ∝ B, or ``none`` (lr fixed). Each run
+  names its batch: ``<model>-B<tokens>``.
 
-``models`` lists presets by name (``llama-10m``) or ladder depths (``{n_layers: 2}``), shaped by
-``model.config.ladder_config``'s rule (dim = 64·L, head_dim 64, ffn = 8/3·dim rounded to 256);
-the base config's ``model.vocab_size`` and ``max_seq_len`` (if set) apply to all. N is the
+``models`` lists presets by name (``llama-10m``), ladder depths (``{n_layers: 2}``, shaped by
+``model.config.ladder_config``'s rule: dim = 64·L, head_dim 64, ffn = 8/3·dim rounded to 256) or
+off-ladder shapes below the smallest preset (``{n_layers: 1, dim: 32, n_heads: 1, ffn_dim: 96}``:
+any of dim, n_heads, ffn_dim replace the ladder's value; multi-head attention, n_heads defaults
+to dim/64 or 1); the base config's ``model.vocab_size`` and ``max_seq_len`` (if set) apply to
+all. N is the
 non-embedding parameter count (``model.flops``), D = steps × ``global_batch_tokens``, and the
 planned compute is C = 6·N·D. Steps are rounded to whole optimizer steps; runs with fewer than
 ``min_steps`` are dropped (rounding would move C by more than 1/(2·min_steps)). Each run's
 cosine schedule spans exactly its own horizon (Hoffmann et al.: a schedule longer than the run
-overestimates its loss), with ``warmup_fraction`` of the steps as warmup.
+overestimates its loss), with ``warmup_fraction`` of the steps as warmup. Runs longer than
+``max_tokens`` (optional; e.g. one epoch of the data, or what a CPU demo can afford) are dropped
+too: an isoFLOP budget's smallest models are its longest runs.
 
 Output: ``DIR/plan.csv``, ``DIR/configs/<run>.yaml`` (one `slm pretrain` config per run, whose
 ``trainer.default_root_dir`` is ``DIR/runs/<run>``) and ``DIR/sweep.json`` (the recipe and its
@@ -39,12 +52,17 @@ from tokenizer.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
-KINDS = ("chinchilla", "isoflop", "overtrain")
+KINDS = ("chinchilla", "isoflop", "overtrain", "batch")
+AXES = {"chinchilla": "tokens", "isoflop": "budgets", "overtrain": "multipliers",
+        "batch": "batch_sizes"}
+LR_SCALING = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}  # lr ∝ (B / B_ref)^exponent
+SHAPE_KEYS = ("n_layers", "dim", "n_heads", "ffn_dim")
 PLAN_COLUMNS = ("run", "model", "params", "non_embedding_params", "tokens", "flops", "M", "lr",
                 "batch", "steps", "budget", "training_flops", "config")
 RECIPE_KEYS = {"kind", "base_config", "models", "budgets", "tokens", "multipliers", "lr",
                "global_batch_tokens", "micro_batch_size", "warmup_fraction", "min_lr_ratio", "min_steps",
-               "val_points", "description"}
+               "val_points", "description", "batch_sizes", "lr_scaling", "reference_batch_tokens",
+               "max_tokens"}
 SWEEP_FILE = "sweep.json"
 PLAN_FILE = "plan.csv"
 
@@ -87,16 +105,23 @@ def load_recipe(path) -> dict:
     kind = recipe.get("kind")
     if kind not in KINDS:
         raise PretrainError(f"kind must be one of {', '.join(KINDS)}, got {kind!r} ({path}: kind)")
-    axis = {"chinchilla": "tokens", "isoflop": "budgets", "overtrain": "multipliers"}[kind]
+    axis = AXES[kind]
     recipe[axis] = _positive_list(recipe, axis, path)
     if not isinstance(recipe.get("models"), list) or not recipe["models"]:
         raise PretrainError(f"models must be a non-empty list of presets or {{n_layers: L}} "
                             f"({path}: models)")
+    if kind == "batch":
+        _check_batch_recipe(recipe, path)
     if "base_config" not in recipe:
         raise PretrainError(f"base_config is required: the `slm pretrain` config each run starts "
                             f"from ({path}: base_config)")
     defaults = {"warmup_fraction": 0.05, "min_lr_ratio": 0.1, "min_steps": 100, "val_points": 4}
     recipe = {**defaults, **recipe}
+    max_tokens = recipe.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or
+                                   not isinstance(max_tokens, (int, float)) or max_tokens <= 0):
+        raise PretrainError(f"max_tokens must be a positive number, got {max_tokens!r} "
+                            f"({path}: max_tokens)")
     # Whole steps move D (and C) by at most 1/(2·steps): 50 steps keep C within 1% of plan.
     if not isinstance(recipe["min_steps"], int) or recipe["min_steps"] < 50:
         raise PretrainError(f"min_steps must be an integer ≥ 50, got {recipe['min_steps']!r} "
@@ -104,8 +129,37 @@ def load_recipe(path) -> dict:
     return recipe
 
 
+def _check_batch_recipe(recipe: dict, path: Path) -> None:
+    if len(recipe["models"]) != 1:
+        raise PretrainError(f"a batch sweep trains one model at several batch sizes; models "
+                            f"lists {len(recipe['models'])} ({path}: models)")
+    tokens = recipe.get("tokens")
+    if isinstance(tokens, list) and len(tokens) == 1:
+        tokens = tokens[0]
+    try:
+        tokens = float(tokens)
+    except (TypeError, ValueError):
+        tokens = math.nan
+    if not (math.isfinite(tokens) and tokens > 0):
+        raise PretrainError(f"tokens must be one positive number, the token budget every batch "
+                            f"size trains on, got {recipe.get('tokens')!r} ({path}: tokens)")
+    recipe["tokens"] = tokens
+    if isinstance(recipe.get("lr"), list):
+        raise PretrainError(f"lr of a batch sweep is one number, the peak learning rate at "
+                            f"reference_batch_tokens ({path}: lr)")
+    scaling = recipe.setdefault("lr_scaling", "sqrt")
+    if scaling not in LR_SCALING:
+        raise PretrainError(f"lr_scaling must be one of {', '.join(LR_SCALING)}, got "
+                            f"{scaling!r} ({path}: lr_scaling)")
+    reference = recipe.setdefault("reference_batch_tokens", recipe["batch_sizes"][0])
+    if isinstance(reference, bool) or not isinstance(reference, (int, float)) or reference <= 0:
+        raise PretrainError(f"reference_batch_tokens must be a positive number, got "
+                            f"{reference!r} ({path}: reference_batch_tokens)")
+
+
 def model_config(entry, base_model: dict, where: str):
-    """(label, LlamaConfig) for a preset name or a ``{n_layers: L}`` ladder entry."""
+    """(label, LlamaConfig) for a preset name, a ``{n_layers: L}`` ladder entry or an
+    off-ladder shape ``{n_layers: L, dim: d, n_heads: h, ffn_dim: f}`` (label ``L1d32h1f96``)."""
     from model import LlamaConfig, ModelError
     from model.config import ladder_config
 
@@ -113,11 +167,21 @@ def model_config(entry, base_model: dict, where: str):
     try:
         if isinstance(entry, str):
             return entry, LlamaConfig.from_name(entry, **shared)
-        if isinstance(entry, dict) and set(entry) == {"n_layers"}:
-            return f"L{entry['n_layers']}", ladder_config(entry["n_layers"], **shared)
+        if isinstance(entry, dict) and "n_layers" in entry and set(entry) <= set(SHAPE_KEYS):
+            shape = {k: entry[k] for k in SHAPE_KEYS[1:] if k in entry}
+            if "dim" in shape and "n_heads" not in shape:
+                shape["n_heads"] = max(1, shape["dim"] // 64) if isinstance(shape["dim"], int) \
+                    else shape["dim"]
+            if "n_heads" in shape:
+                shape["n_kv_heads"] = shape["n_heads"]
+            label = f"L{entry['n_layers']}" + "".join(
+                f"{tag}{entry[key]}" for key, tag in (("dim", "d"), ("n_heads", "h"),
+                                                      ("ffn_dim", "f")) if key in entry)
+            return label, ladder_config(entry["n_layers"], **shape, **shared)
     except ModelError as e:
         raise PretrainError(f"{e} ({where})") from None
-    raise PretrainError(f"a model is a preset name or {{n_layers: L}}, got {entry!r} ({where})")
+    raise PretrainError(f"a model is a preset name, {{n_layers: L}} or {{n_layers: L, dim: d, "
+                        f"n_heads: h, ffn_dim: f}}, got {entry!r} ({where})")
 
 
 def _validation_interval(steps: int, points: int) -> int:
@@ -160,6 +224,9 @@ def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
         lr = float(lrs[index] if isinstance(lrs, list) else lrs)
         params = non_embedding_param_count(config)
         kind = recipe["kind"]
+        if kind == "batch":
+            _plan_batch_runs(recipe, recipe_path, base, label, config, lr, params, rows)
+            continue
         if kind == "isoflop":
             targets = [(f"C{_name(c)}-{label}", c / (6.0 * params), c) for c in recipe["budgets"]]
         elif kind == "chinchilla":
@@ -172,6 +239,10 @@ def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
                 log.info("skipping %s: %d steps < min_steps %d", run, steps, recipe["min_steps"])
                 continue
             tokens = steps * batch
+            if recipe.get("max_tokens") and tokens > recipe["max_tokens"]:
+                log.info("skipping %s: %d tokens > max_tokens %d", run, tokens,
+                         recipe["max_tokens"])
+                continue
             rows.append({
                 "run": run, "model": label, "params": param_count(config),
                 "non_embedding_params": params, "tokens": tokens,
@@ -184,6 +255,41 @@ def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
         raise PretrainError(f"the sweep plans no run: every run is shorter than min_steps="
                             f"{recipe['min_steps']} ({recipe_path})")
     return rows
+
+
+def _plan_batch_runs(recipe, recipe_path, base, label, config, lr, params, rows) -> None:
+    """One row per batch size: the same model and token budget, lr scaled by lr_scaling."""
+    from model.flops import flops_per_token, param_count
+
+    base_data = base.get("data") or {}
+    seq_len = int(base_data.get("seq_len", 2048))
+    micro = int(recipe.get("micro_batch_size") or base_data.get("micro_batch_size", 8))
+    noise_scale = bool((base.get("model") or {}).get("noise_scale"))
+    exponent = LR_SCALING[recipe["lr_scaling"]]
+    for batch_value in recipe["batch_sizes"]:
+        batch = int(batch_value)
+        where = f"{recipe_path}: batch_sizes"
+        if batch != batch_value or batch % (seq_len * micro):
+            raise PretrainError(f"batch size {batch_value:g} is not a whole number of "
+                                f"micro-batches of {micro} × {seq_len} tokens ({where})")
+        if noise_scale and batch // (seq_len * micro) < 2:
+            raise PretrainError(f"model.noise_scale needs at least 2 micro-batches per step; "
+                                f"batch size {batch} is one micro-batch of {micro} × {seq_len} "
+                                f"tokens: lower micro_batch_size ({where})")
+        steps = round(recipe["tokens"] / batch)
+        run = f"{label}-B{batch}"
+        if steps < recipe["min_steps"]:
+            log.info("skipping %s: %d steps < min_steps %d", run, steps, recipe["min_steps"])
+            continue
+        tokens = steps * batch
+        rows.append({
+            "run": run, "model": label, "params": param_count(config),
+            "non_embedding_params": params, "tokens": tokens, "flops": 6.0 * params * tokens,
+            "M": tokens / params,
+            "lr": lr * (batch / float(recipe["reference_batch_tokens"])) ** exponent,
+            "batch": batch, "steps": steps, "budget": "",
+            "training_flops": flops_per_token(config, seq_len) * tokens, "_config": config,
+        })
 
 
 def run_config(base: dict, row: dict, recipe: dict, run_dir: Path) -> dict:

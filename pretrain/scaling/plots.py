@@ -260,3 +260,74 @@ def write_plots(analysis, output_dir: Path) -> list[Path]:
         plot_overtrained(analysis, output_dir / "overtrained.png"),
     ]
     return [path for path in written if path is not None]
+
+
+def plot_batch_tradeoff(fit, path: Path) -> Path:
+    """Left: each run's validation curve against tokens, the target losses dotted. Right: steps
+    S vs tokens E to each target, one colour per target, with the fitted hyperbola
+    (S/S_min − 1)(E/E_min − 1) = 1 and B_crit = E_min/S_min marked."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    batch_colors = _colors(plt, [c.batch for c in fit.curves])
+    for curve, color in zip(fit.curves, batch_colors):
+        left.plot(curve.steps * curve.batch, curve.loss, color=color, lw=1.3, marker=".",
+                  label=f"B = {curve.batch:,} tokens")
+    target_colors = plt.cm.plasma(np.linspace(0.05, 0.85, max(len(fit.fits), 1)))
+    for t, color in zip(fit.fits, target_colors):
+        left.axhline(t.target_loss, color=color, ls=":", lw=1)
+        batch = np.geomspace(t.batch.min() / 4, t.batch.max() * 4, 200)
+        steps = t.predicted_steps(batch)
+        right.plot(steps * batch, steps, color=color, lw=1.3,
+                   label=f"L = {t.target_loss:.3f}: B_crit = {t.critical_batch:,.0f}")
+        right.scatter(t.tokens, t.steps, color=color, s=22, zorder=3)
+        right.scatter([2 * t.tokens_min], [2 * t.steps_min], marker="*", s=140, color=color,
+                      edgecolor="black", zorder=4)
+    left.set_xscale("log")
+    left.set_xlabel("training tokens")
+    left.set_ylabel("validation loss (nats/token)")
+    left.set_title("Loss curves per global batch size (dotted: target losses)")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("tokens to reach the target, E")
+    right.set_ylabel("optimizer steps to reach the target, S")
+    right.set_title("(S/S_min − 1)(E/E_min − 1) = 1;  ★ = (2·E_min, 2·S_min) at B_crit")
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_critical_batch(fit, path: Path) -> Path:
+    """B_crit at each target loss (with its 95% interval) next to the gradient noise scale
+    B_simple that each run logged over training, both against validation loss (training runs
+    left to right)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    batch_colors = _colors(plt, [c.batch for c in fit.curves])
+    for curve, color in zip(fit.curves, batch_colors):
+        if curve.run not in fit.noise:
+            continue
+        steps, scale = fit.noise[curve.run]
+        loss = curve.loss_at(steps)
+        keep = np.isfinite(loss)
+        ax.plot(loss[keep], scale[keep], color=color, lw=1, alpha=0.8,
+                label=f"B_simple, run at B = {curve.batch:,}")
+    if fit.fits:
+        target = np.array([t.target_loss for t in fit.fits])
+        critical = np.array([t.critical_batch for t in fit.fits])
+        low = np.array([t.ci95[0] for t in fit.fits])
+        high = np.array([t.ci95[1] for t in fit.fits])
+        error = np.where(np.isfinite(low), [critical - low, high - critical], 0.0)
+        ax.errorbar(target, critical, yerr=error, fmt="o-", color="black", lw=2, capsize=4,
+                    zorder=5, label="B_crit = E_min/S_min (fit, 95% interval)")
+    if not fit.noise:
+        ax.text(0.5, 0.05, "no noise scale logged (model.noise_scale: true logs it)",
+                transform=ax.transAxes, ha="center", fontsize=9, color="gray")
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("validation loss (nats/token; training proceeds to the right)")
+    ax.set_ylabel("batch size (tokens)")
+    ax.set_title("Critical batch from the sweep vs the gradient noise scale")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)

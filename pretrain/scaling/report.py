@@ -109,3 +109,39 @@ def render_report(summary: dict, plots: list[str]) -> str:
                      f"{r['tokens_per_param']:.3g} | {r['total_flops']:.3g} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def render_batch_report(summary: dict, plots: list[str]) -> str:
+    """``report.md`` of a batch-size sweep fit (``pretrain.scaling.fit_batch.summary``)."""
+    lines = [
+        "# Critical batch size",
+        "",
+        f"Curves: `{summary['curves']}` ({len(summary['runs'])} runs, sequence length "
+        f"{summary['seq_len']}). Noise scale: "
+        f"{'`' + summary['noise'] + '`' if summary['noise'] else 'not logged'}.",
+        "",
+        f"Law: {summary['law']} (McCandlish et al. 2018). Method: {summary['method']}.",
+        "",
+        "| target loss | runs | S_min (steps) | E_min (tokens) | B_crit (tokens, 95% interval) "
+        "| B_crit (sequences) | B_simple at that loss (median over runs) | rms log residual |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in summary["targets"]:
+        low, high = t["critical_batch_tokens_ci95"]
+        interval = "" if low != low else f" [{low:,.0f}, {high:,.0f}]"  # NaN: none
+        bound = " (at a bound: outside the sampled batches)" if t["at_bound"] else ""
+        simple = t["noise_scale_tokens_median"]
+        lines.append(f"| {t['target_loss']:.4f} | {len(t['runs'])} | {t['steps_min']:.4g} | "
+                     f"{t['tokens_min']:.4g} | {t['critical_batch_tokens']:,.0f}{interval}{bound} | "
+                     f"{t['critical_batch_sequences']:.3g} | "
+                     f"{'—' if simple is None else f'{simple:,.0f}'} | "
+                     f"{t['rms_log_residual']:.3f} |")
+    for s in summary["skipped_targets"]:
+        lines.append(f"\nTarget {s['target_loss']:.4f} left out: {s['reason']}.")
+    lines += ["", "| run | batch (tokens) | final validation loss | noise scale logged |",
+              "| --- | --- | --- | --- |"]
+    for r in summary["runs"]:
+        lines.append(f"| {r['run']} | {r['batch_tokens']:,} | {r['final_loss']:.4f} | "
+                     f"{'yes' if r['noise_scale_logged'] else 'no'} |")
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
+    return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ planned last step: the plan makes every run's validation interval divide its ste
 run that completed always validated at its last step. Finished runs are skipped; any other run
 is started with ``slm pretrain --config DIR/configs/<run>.yaml --ckpt_path last``, which resumes
 from the run's newest complete checkpoint when it has one (an interrupted run) and starts fresh
-otherwise. Each run's console output goes to ``RUN_DIR/train.log``.
+otherwise. Each run's console output goes to ``RUN_DIR/train.log``. ``--jobs N`` trains up to N
+runs at once (CPU sweeps of tiny models; see ``run_sweep``).
 """
 
 from __future__ import annotations
@@ -61,32 +62,32 @@ def _selected(rows: list[dict], runs: list[str] | None, sweep_dir) -> list[dict]
 
 
 def run_sweep(sweep_dir, runs: list[str] | None = None,
-              train_command: list[str] | None = None) -> int:
-    """Train every selected run that is not finished; PretrainError naming the failed runs."""
+              train_command: list[str] | None = None, jobs: int = 1) -> int:
+    """Train every selected run that is not finished, up to ``jobs`` at a time; PretrainError
+    naming the failed runs.
+
+    With ``jobs`` > 1 each run gets ``OMP_NUM_THREADS`` = CPU cores / jobs (unless the caller
+    set it): the tiny models of a CPU sweep use a second thread poorly, so two one-thread runs
+    side by side finish sooner than two two-thread runs in turn."""
     sweep_dir = Path(sweep_dir)
+    if jobs < 1:
+        raise PretrainError(f"--jobs must be at least 1, got {jobs}")
     rows = _selected(read_plan(sweep_dir), runs, sweep_dir)
     command = train_command or default_train_command()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(Path(pretrain.__file__).resolve().parent.parent), os.environ.get("PYTHONPATH", "")])}
-    failed = []
-    for position, row in enumerate(rows, start=1):
+    if jobs > 1 and "OMP_NUM_THREADS" not in os.environ:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    failed, running = [], []
+    todo = list(enumerate(rows, start=1))
+
+    def finish(process, row, prefix, started, train_log) -> None:
+        train_log.close()
         run_dir, steps = sweep_dir / "runs" / row["run"], int(row["steps"])
-        prefix = f"[{position}/{len(rows)}] {row['run']}"
-        if is_finished(run_dir, steps):
-            print(f"{prefix}: finished already, skipped", flush=True)
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        print(f"{prefix}: training N={int(row['non_embedding_params']):,} on "
-              f"D={int(row['tokens']):,} tokens ({steps} steps); log {run_dir / TRAIN_LOG}",
-              flush=True)
-        with (run_dir / TRAIN_LOG).open("a", encoding="utf-8") as train_log:
-            status = subprocess.run([*command, "--config", row["config"], "--ckpt_path", "last"],
-                                    stdout=train_log, stderr=subprocess.STDOUT, env=env).returncode
         elapsed = time.perf_counter() - started
-        if status != 0:
+        if process.returncode != 0:
             failed.append(row["run"])
-            print(f"{prefix}: FAILED (exit {status}) after {elapsed:.0f} s; see "
+            print(f"{prefix}: FAILED (exit {process.returncode}) after {elapsed:.0f} s; see "
                   f"{run_dir / TRAIN_LOG}", flush=True)
         elif not is_finished(run_dir, steps):
             failed.append(row["run"])
@@ -95,6 +96,40 @@ def run_sweep(sweep_dir, runs: list[str] | None = None,
         else:
             loss = final_validation(run_dir)[-1]["val_loss"]
             print(f"{prefix}: done in {elapsed:.0f} s, final val loss {loss:.4f}", flush=True)
+
+    try:
+        while todo or running:
+            while todo and len(running) < jobs:
+                position, row = todo.pop(0)
+                run_dir, steps = sweep_dir / "runs" / row["run"], int(row["steps"])
+                prefix = f"[{position}/{len(rows)}] {row['run']}"
+                if is_finished(run_dir, steps):
+                    print(f"{prefix}: finished already, skipped", flush=True)
+                    continue
+                run_dir.mkdir(parents=True, exist_ok=True)
+                print(f"{prefix}: training N={int(row['non_embedding_params']):,} on "
+                      f"D={int(row['tokens']):,} tokens ({steps} steps); "
+                      f"log {run_dir / TRAIN_LOG}", flush=True)
+                train_log = (run_dir / TRAIN_LOG).open("a", encoding="utf-8")
+                process = subprocess.Popen(
+                    [*command, "--config", row["config"], "--ckpt_path", "last"],
+                    stdout=train_log, stderr=subprocess.STDOUT, env=env)
+                running.append((process, row, prefix, time.perf_counter(), train_log))
+            if running:
+                done = [r for r in running if r[0].poll() is not None]
+                if not done:
+                    time.sleep(0.2)
+                for item in done:
+                    running.remove(item)
+                    finish(*item)
+    finally:  # interrupted (Ctrl-C, a signal): stop the runs started here, they resume later
+        for process, *_ in running:
+            process.terminate()
+        for process, *_ in running:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
     if failed:
         raise PretrainError(f"{len(failed)} run(s) failed: {', '.join(failed)}; their "
                             f"{TRAIN_LOG} says why; re-run `slm sweep run {sweep_dir}` to resume")

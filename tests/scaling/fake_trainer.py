@@ -1,5 +1,6 @@
 """A stand-in for `slm pretrain` in orchestration tests: reads the planned config, appends
-validation rows to RUN_DIR/metrics.csv as a run would, in milliseconds.
+validation rows to RUN_DIR/metrics.csv as a run would, in milliseconds (and, when the config
+sets model.noise_scale, training rows with a made-up noise scale of 100·step tokens).
 
 Usage: python fake_trainer.py CALLS_FILE --config FILE --ckpt_path last
 Each call appends "<run> <ckpt_path> <first step>" to CALLS_FILE. A run whose name is in
@@ -33,17 +34,23 @@ def main(calls_file, *argv):
     with open(calls_file, "a") as calls:
         calls.write(f"{run_dir.name} {args.get('--ckpt_path')} {done + 1}\n")
     new = not metrics.exists()
+    noise = bool(config["model"].get("noise_scale"))
     with metrics.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
-            writer.writerow(["step", "tokens_seen", "loss", "val_loss"])
+            writer.writerow(["step", "tokens_seen", "loss", "val_loss", "noise_scale_tokens",
+                             "noise_scale_sequences"])
         for step in range(done + every, max_steps + 1, every):
             if crash and step > max_steps // 2:
                 crash_marker.touch()
                 return 1
             # A loss that falls with model width and with tokens seen.
             val_loss = 2.0 + 50.0 / config["model"]["dim"] ** 0.5 + 30.0 / (step * batch) ** 0.3
-            writer.writerow([step, step * batch, "", val_loss])
+            if noise:  # a training row with the noise scale, as model.noise_scale logs it
+                seq_len = config["data"]["seq_len"]
+                writer.writerow([step, step * batch, val_loss, "", 100.0 * step,
+                                 100.0 * step / seq_len])
+            writer.writerow([step, step * batch, "", val_loss, "", ""])
     return 0
 
 

@@ -46,3 +46,39 @@ def write_results(path: Path, columns: dict) -> Path:
         for row in zip(*(columns[n] for n in names)):
             writer.writerow(row)
     return Path(path)
+
+
+def tradeoff_steps(loss, batch):
+    """Steps to reach ``loss`` at global batch ``batch`` (tokens) under a known trade-off:
+    S = S_min(L)·(1 + B_crit(L)/B) with S_min = 50/(L − 2)², B_crit = 4000/(L − 2) tokens."""
+    loss = np.asarray(loss, float)
+    return 50.0 / (loss - 2.0) ** 2 * (1.0 + tradeoff_critical_batch(loss) / batch)
+
+
+def tradeoff_critical_batch(loss):
+    return 4000.0 / (np.asarray(loss, float) - 2.0)
+
+
+def write_batch_sweep(directory: Path, batches=(500, 1000, 2000, 4000, 8000, 16000, 32000),
+                      tokens: float = 2.56e7, validations: int = 64, seq_len: int = 100,
+                      noise: bool = True) -> Path:
+    """curves.csv (and noise.csv with B_simple = the true B_crit at the run's loss) of a batch
+    sweep whose runs follow ``tradeoff_steps`` exactly; returns the curves path."""
+    directory = Path(directory)
+    grid = np.linspace(2.05, 6.0, 20000)  # losses; steps fall as the loss rises
+    curves, noise_rows = [], []
+    for batch in batches:
+        steps_total = int(tokens // batch)
+        steps = np.unique(np.linspace(steps_total / validations, steps_total,
+                                      validations).round().astype(int))
+        needed = tradeoff_steps(grid, batch)  # decreasing in grid
+        loss = np.interp(steps, needed[::-1], grid[::-1])
+        for s, value in zip(steps, loss):
+            curves.append((f"B{batch}", batch, seq_len, int(s), float(value)))
+            noise_rows.append((f"B{batch}", int(s), float(tradeoff_critical_batch(value))))
+    write_results(directory / "curves.csv",
+                  dict(zip(("run", "batch", "seq_len", "step", "val_loss"), zip(*curves))))
+    if noise:
+        write_results(directory / "noise.csv",
+                      dict(zip(("run", "step", "noise_scale_tokens"), zip(*noise_rows))))
+    return directory / "curves.csv"

@@ -89,3 +89,42 @@ def test_collect_refuses_unfinished_runs(slm, tmp_path, sweep_recipe):
     recipe = sweep_recipe(tmp_path / "a.yaml", kind="overtrain", multipliers=[20, 40])
     slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
     assert_user_error(slm("sweep", "collect", tmp_path / "s"), "not finished", "--allow-missing")
+
+
+def test_fit_with_both_results_and_curves(slm, tmp_path, good_columns):
+    results = write_results(tmp_path / "r.csv", good_columns)
+    proc = slm("sweep", "fit", "--results", results, "--curves", results, "--output", tmp_path)
+    assert_user_error(proc, "give exactly one of --results", "--curves")
+
+
+def test_curves_missing_the_batch_column(slm, tmp_path):
+    curves = write_results(tmp_path / "curves.csv", {"run": ["a"], "step": [1], "val_loss": [3]})
+    proc = slm("sweep", "fit", "--curves", curves, "--output", tmp_path / "fit")
+    assert_user_error(proc, "curves file lacks column(s) batch, seq_len", str(curves))
+    assert not (tmp_path / "fit").exists()
+
+
+def test_curves_of_fewer_than_three_batch_sizes(slm, tmp_path):
+    curves = write_results(tmp_path / "curves.csv", {
+        "run": ["a", "a", "b", "b"], "batch": [512, 512, 1024, 1024], "seq_len": [128] * 4,
+        "step": [10, 20, 10, 20], "val_loss": [3.0, 2.5, 3.1, 2.6]})
+    proc = slm("sweep", "fit", "--curves", curves, "--output", tmp_path / "fit")
+    assert_user_error(proc, "needs runs at ≥ 3 batch sizes; the curves have 2", str(curves))
+
+
+def test_batch_sweep_with_two_models(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "b.yaml", kind="batch", tokens=51200,
+                          batch_sizes=[256, 512, 1024])
+    proc = slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "out")
+    assert_user_error(proc, "a batch sweep trains one model", f"{recipe}: models")
+
+
+def test_batch_sweep_logging_the_noise_scale_without_accumulation(slm, tmp_path, sweep_recipe):
+    # 256 tokens = 8 sequences of 32 = one micro-batch: no second batch size to compare
+    recipe = sweep_recipe(tmp_path / "b.yaml", kind="batch", tokens=51200,
+                          batch_sizes=[256, 512, 1024], models=[{"n_layers": 1}],
+                          base={"model": {"noise_scale": True}})
+    proc = slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "out")
+    assert_user_error(proc, "model.noise_scale needs at least 2 micro-batches",
+                      "batch size 256", f"{recipe}: batch_sizes")
+    assert not (tmp_path / "out").exists()

@@ -70,3 +70,34 @@ def test_each_run_gets_a_full_pretrain_config_of_its_own(slm, tmp_path, sweep_re
     assert 200 % config["data"]["val_every_n_steps"] == 0
     assert config["data"]["path"] == "data/none" and config["seed_everything"] == 3
     assert float(rows["L1"]["lr"]) == 2e-3
+
+
+def test_batch_runs_share_the_token_budget_with_square_root_learning_rates(slm, tmp_path,
+                                                                          sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "b.yaml", kind="batch", models=[{"n_layers": 1}],
+                          tokens=102400, batch_sizes=[512, 1024, 2048], lr=4e-3,
+                          reference_batch_tokens=1024, micro_batch_size=4)
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    rows = {int(r["batch"]): r for r in read_plan(tmp_path / "s")}
+    assert sorted(rows) == [512, 1024, 2048]
+    for batch, row in rows.items():
+        assert row["run"] == f"L1-B{batch}"
+        assert int(row["tokens"]) == 102400 and int(row["steps"]) == 102400 // batch
+        assert float(row["lr"]) == pytest.approx(4e-3 * (batch / 1024) ** 0.5)
+        config = yaml.safe_load(open(row["config"]))
+        assert config["data"]["global_batch_tokens"] == batch
+        assert config["data"]["micro_batch_size"] == 4
+        assert config["model"]["lr"] == pytest.approx(float(row["lr"]))
+
+
+def test_an_off_ladder_shape_is_planned_with_its_own_width(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "c.yaml", kind="chinchilla", tokens=[25600],
+                          models=[{"n_layers": 1, "dim": 32, "n_heads": 1, "ffn_dim": 96}])
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    (row,) = read_plan(tmp_path / "s")
+    assert row["run"] == "L1d32h1f96-D25600"
+    # attention 4·32² + SwiGLU 3·32·96 + two norms 2·32, plus the final norm 32
+    assert int(row["non_embedding_params"]) == 4 * 32 * 32 + 3 * 32 * 96 + 2 * 32 + 32
+    config = yaml.safe_load(open(row["config"]))
+    assert (config["model"]["dim"], config["model"]["n_heads"], config["model"]["n_kv_heads"],
+            config["model"]["ffn_dim"]) == (32, 1, 1, 96)

@@ -80,3 +80,30 @@ def test_collect_with_allow_missing_takes_the_finished_runs(slm, planned):
 def test_unknown_run_name(slm, planned):
     sweep, calls, command = planned
     assert_user_error(slm("sweep", "run", sweep, "--runs", "nope"), "unknown run 'nope'")
+
+
+def test_collect_writes_the_noise_scale_the_runs_logged(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "b.yaml", kind="batch", models=[{"n_layers": 1}],
+                          tokens=51200, batch_sizes=[512, 1024], micro_batch_size=4,
+                          base={"model": {"noise_scale": True}})
+    sweep = tmp_path / "s"
+    slm("sweep", "plan", "--config", recipe, "--output", sweep, check=True)
+    command = f"{sys.executable} {FAKE_TRAINER} {tmp_path / 'calls.txt'}"
+    slm("sweep", "run", sweep, "--train-command", command, check=True)
+    slm("sweep", "collect", sweep, check=True)
+    with (sweep / "noise.csv").open() as handle:
+        noise = list(csv.DictReader(handle))
+    assert {r["run"] for r in noise} == {"L1-B512", "L1-B1024"}
+    for row in noise:
+        assert float(row["noise_scale_tokens"]) == 100.0 * int(row["step"])
+        assert int(row["tokens"]) == int(row["step"]) * int(row["batch"])
+    with (sweep / "curves.csv").open() as handle:
+        curves = list(csv.DictReader(handle))
+    assert {(r["run"], r["batch"], r["seq_len"]) for r in curves} == {
+        ("L1-B512", "512", "32"), ("L1-B1024", "1024", "32")}
+
+
+def test_two_jobs_train_every_run_once(slm, planned):
+    sweep, calls, command = planned
+    slm("sweep", "run", sweep, "--train-command", command, "--jobs", "2", check=True)
+    assert sorted(c[0] for c in calls_of(calls)) == ["L1-M20", "L1-M80", "L2-M20", "L2-M80"]
