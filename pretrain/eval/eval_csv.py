@@ -64,14 +64,14 @@ def is_evaluated(rows: list[dict[str, str]], step: int, task: str, n: int) -> bo
     return any(int(r["step"]) == step and r["task"] == task and int(r["n"]) == n for r in rows)
 
 
-def results_from_rows(rows: list[dict[str, str]], step: int) -> dict[str, dict]:
-    """{task: metrics} of ``step`` as ``--json`` prints them, read back from eval.csv rows."""
+def results_from_rows(rows: list[dict[str, str]], step: int, tasks: list[str]) -> dict[str, dict]:
+    """{task: metrics} of ``tasks`` at ``step`` as ``--json`` prints them, from eval.csv rows."""
     def number(text: str) -> float | None:
         return float(text) if text != "" else None
 
     results = {}
     for r in rows:
-        if int(r["step"]) != step:
+        if int(r["step"]) != step or r["task"] not in tasks:
             continue
         m = {key: number(r[key]) for key in METRICS}
         m["stderr"] = {key: number(r[f"{key}_stderr"]) for key in METRICS}

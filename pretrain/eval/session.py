@@ -59,7 +59,7 @@ class Session:
             rows = read_rows(csv_path) if csv_path else []
             if csv_path and all(is_evaluated(rows, target.step, t.name, len(t.items)) for t in self.tasks):
                 log.info("%s: already in %s, skipped", target.name, csv_path)
-                self.evaluated.append(Evaluated(target, results_from_rows(rows, target.step), skipped=True))
+                self.evaluated.append(Evaluated(target, results_from_rows(rows, target.step, [t.name for t in self.tasks]), skipped=True))
                 continue
             done = self._evaluate(target)
             self.evaluated.append(done)
