@@ -7,7 +7,10 @@
 - ``loss_vs_compute_by_multiplier.png``: reducible loss vs compute for each multiplier M with
   the over-training law (parallel lines in log-log space);
 - ``overtrained.png``: loss vs compute along the compute-optimal frontier and at fixed M,
-  with a TinyLlama-like run (~2,700 tokens/param).
+  with a TinyLlama-like run (~2,700 tokens/param);
+- batch sweeps (``slm sweep fit --curves``): ``batch_tradeoff.png`` (loss curves per batch; steps
+  vs tokens to each target loss with McCandlish et al.'s hyperbola) and ``critical_batch.png``
+  (B_crit per target loss next to the noise scale each run logged).
 """
 
 from __future__ import annotations
