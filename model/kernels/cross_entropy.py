@@ -166,8 +166,9 @@ def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, targets: to
     hidden, weight = _autocast_to_compute_dtype(hidden, weight)
     if impl == "liger":
         liger = import_optional("liger_kernel.transformers", "fused cross-entropy 'liger'")
-        loss = liger.LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="mean")(
-            weight, hidden, targets)
+        # accum_dtype: the head weight's gradient is summed over chunks in fp32, not in bf16
+        loss = liger.LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="mean",
+                                                      accum_dtype=torch.float32)(weight, hidden, targets)
         return (loss[0] if isinstance(loss, tuple) else loss).float()
     rows = chunk_rows or default_chunk_rows(hidden.shape[0], hidden.shape[1], weight.shape[0])
     compute_grads = torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad)

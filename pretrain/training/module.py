@@ -23,9 +23,9 @@ import torch
 
 from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
 from model.kernels.fused_ops import FUSED_OPS, FusedOps
+from pretrain.distill.config import DistillConfig
 from pretrain.errors import PretrainError
 from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
-from pretrain.distill.config import DistillConfig
 from pretrain.training.noise_scale import NoiseScale
 from pretrain.training.optim import build_adamw
 from pretrain.training.schedule import LRSchedule
