@@ -145,3 +145,25 @@ def test_bench_runs_accumulated_steps_under_fsdp2_on_one_process(capsys):
     report = json.loads(proc.stdout)
     assert report["strategy"] == "fsdp2" and report["tokens_per_step"] == 2 * 2 * 32
     assert 5.5 < report["final_loss"] < 7.0
+
+
+def test_bench_times_the_training_step_on_the_model_training_builds(capsys, monkeypatch):
+    import pretrain.training.parallelize as parallelize
+    import pretrain.training.step as step
+
+    calls = {"build": 0, "step": 0}
+    build, train = parallelize.build_parallel_model, step.training_step
+
+    def counting_build(*args, **kwargs):
+        calls["build"] += 1
+        return build(*args, **kwargs)
+
+    def counting_step(*args, **kwargs):
+        calls["step"] += 1
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(parallelize, "build_parallel_model", counting_build)
+    monkeypatch.setattr(step, "training_step", counting_step)
+    proc = slm_in_process(capsys, "bench", *TINY, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert calls == {"build": 1, "step": 1 + 3}  # warm-up + timed steps
