@@ -149,12 +149,13 @@ def test_targets_follow_the_sample_at_any_world_size(teacher_cache, pretrain_dat
 
 def test_slm_distill_cache_prints_the_bytes_per_token(capsys, teacher_cache, trained_run,
                                                       pretrain_data):
-    # the session cache is complete: the command recognises it and reports
+    # the session cache is complete: the command recognises it and reports; without --seq-len
+    # the contexts are the teacher run's own training seq_len
     proc = slm_in_process(capsys, "distill", "cache", "--teacher", trained_run, "--data",
-                          pretrain_data, "--top-k", TOP_K, "--seq-len", SEQ_LEN,
-                          "--batch-size", 4, "--output", teacher_cache, "--device", "cpu")
+                          pretrain_data, "--top-k", TOP_K, "--batch-size", 4,
+                          "--output", teacher_cache, "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith(f"top-{TOP_K}, {TOP_K * 4} bytes per token")
+    assert proc.stdout.strip().endswith(f"top-{TOP_K} at seq_len {SEQ_LEN}, {TOP_K * 4} bytes per token")
 
 
 @pytest.mark.parametrize("teacher, fragment", [("missing", "teacher not found"),
