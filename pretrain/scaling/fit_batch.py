@@ -79,8 +79,8 @@ class TargetFit:
     steps: np.ndarray  # S of each run
     steps_min: float
     tokens_min: float
-    log_critical_se: float | None  # standard error of ln B_crit (None with n = 2... never here)
-    ci95: tuple  # of B_crit, tokens
+    log_critical_se: float | None  # standard error of ln B_crit; None at a bound
+    ci95: tuple  # of B_crit in tokens; (nan, nan) when log_critical_se is None
     rms_log_residual: float
     at_bound: bool  # the optimum sits on a bound: B_crit lies outside the sampled batches
 
@@ -214,14 +214,13 @@ def fit_target(batch, steps, target: float, runs) -> TargetFit:
         return np.log(np.exp(x[0]) + np.exp(x[1]) / batch) - np.log(steps)
 
     result = optimize.least_squares(residual, start, bounds=(lower, upper), method="trf",
-                                    x_scale=1.0, xtol=1e-12, ftol=1e-12)
+                                    xtol=1e-12, ftol=1e-12)
     at_bound = bool(np.any(np.isclose(result.x, lower, atol=1e-6) |
                            np.isclose(result.x, upper, atol=1e-6)))
     dof = len(batch) - 2
     rss = float(np.sum(result.fun ** 2))
     log_b = result.x[1] - result.x[0]
-    se = None
-    ci = (math.nan, math.nan)
+    se, ci = None, (math.nan, math.nan)
     if dof > 0 and not at_bound:
         try:
             cov = np.linalg.inv(result.jac.T @ result.jac) * rss / dof

@@ -12,21 +12,22 @@ runs to derive from it. Kinds:
   The peak learning rate follows ``lr_scaling`` from ``lr`` at ``reference_batch_tokens``
   (default: the first batch size): ``sqrt`` (default) lr = lr_ref·√(B/B_ref), the square-root
   rule for Adam (Malladi et al. 2022, "On the SDEs and scaling rules for adaptive gradient
-  algorithms": Adam's update noise scales as 1/√B, so √B keeps the SDE it follows the same;
-  Goyal et al.'s linear rule is SGD's), ``linear`` lr ∝ B, or ``none`` (lr fixed). Each run
-  names its batch: ``<model>-B<tokens>``.
+  algorithms": in the SDE that approximates Adam, batch ×κ with learning rate ×√κ leaves the
+  dynamics unchanged; they also rescale the betas and eps, which we keep; Goyal et al.'s linear
+  rule is SGD's), ``linear`` lr ∝ B, or ``none`` (lr fixed). Each run names its batch:
+  ``<model>-B<tokens>``.
 
 ``models`` lists presets by name (``llama-10m``), ladder depths (``{n_layers: 2}``, shaped by
 ``model.config.ladder_config``'s rule: dim = 64·L, head_dim 64, ffn = 8/3·dim rounded to 256) or
 off-ladder shapes below the smallest preset (``{n_layers: 1, dim: 32, n_heads: 1, ffn_dim: 96}``:
 any of dim, n_heads, ffn_dim replace the ladder's value; multi-head attention, n_heads defaults
 to dim/64 or 1); the base config's ``model.vocab_size`` and ``max_seq_len`` (if set) apply to
-all. N is the
-non-embedding parameter count (``model.flops``), D = steps × ``global_batch_tokens``, and the
-planned compute is C = 6·N·D. Steps are rounded to whole optimizer steps; runs with fewer than
-``min_steps`` are dropped (rounding would move C by more than 1/(2·min_steps)). Each run's
-cosine schedule spans exactly its own horizon (Hoffmann et al.: a schedule longer than the run
-overestimates its loss), with ``warmup_fraction`` of the steps as warmup. Runs longer than
+all. N is the non-embedding parameter count (``model.flops``), D = steps ×
+``global_batch_tokens``, and the planned compute is C = 6·N·D. Steps are rounded to whole
+optimizer steps; runs with fewer than ``min_steps`` are dropped (rounding would move C by more
+than 1/(2·min_steps)). Each run's cosine schedule spans exactly its own horizon (Hoffmann et
+al.: a schedule longer than the run overestimates its loss), with ``warmup_fraction`` of the
+steps as warmup. Runs longer than
 ``max_tokens`` (optional; e.g. one epoch of the data, or what a CPU demo can afford) are dropped
 too: an isoFLOP budget's smallest models are its longest runs.
 
@@ -169,9 +170,8 @@ def model_config(entry, base_model: dict, where: str):
             return entry, LlamaConfig.from_name(entry, **shared)
         if isinstance(entry, dict) and "n_layers" in entry and set(entry) <= set(SHAPE_KEYS):
             shape = {k: entry[k] for k in SHAPE_KEYS[1:] if k in entry}
-            if "dim" in shape and "n_heads" not in shape:
-                shape["n_heads"] = max(1, shape["dim"] // 64) if isinstance(shape["dim"], int) \
-                    else shape["dim"]
+            if isinstance(shape.get("dim"), int) and "n_heads" not in shape:
+                shape["n_heads"] = max(1, shape["dim"] // 64)  # the ladder's head_dim
             if "n_heads" in shape:
                 shape["n_kv_heads"] = shape["n_heads"]
             label = f"L{entry['n_layers']}" + "".join(
