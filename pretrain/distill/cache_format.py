@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.shards import token_dtype, token_dtype_name
 from pretrain.errors import PretrainError
 
 FORMAT = "slm-teacher-topk"
@@ -40,16 +41,9 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 PROGRESS = "cache-progress.json"
 LOGPROB_DTYPE = np.dtype("<f2")
-_ID_DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
-
-def id_dtype_name(vocab_size: int) -> str:
-    """``"uint16"`` when every id of a `vocab_size` vocabulary fits in 16 bits, else ``"uint32"``."""
-    return "uint16" if vocab_size <= 1 << 16 else "uint32"
-
-
-def id_dtype(name: str) -> np.dtype:
-    return _ID_DTYPES[name]
+# Token ids are stored as the shards store them (uint16 up to 65,536 ids, else uint32).
+id_dtype_name, id_dtype = token_dtype_name, token_dtype
 
 
 def logprobs_file(split: str, number: int) -> str:
