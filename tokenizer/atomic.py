@@ -38,6 +38,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", *, encoding: str | Non
         with open(tmp, mode, encoding=None if binary else encoding,
                   newline=None if binary else newline) as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())  # the bytes reach the disk before the name does (power loss)
         os.chmod(tmp, 0o644 if permissions is None else permissions)  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
