@@ -19,11 +19,13 @@ MODEL_SHAPE_KEYS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "f
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("bench", help="throughput, MFU and peak memory of the training step")
     p.add_argument("--model", metavar="NAME", help="preset (see `slm model list`)")
-    p.add_argument("--config", metavar="FILE", help="take model, kernels, seq_len, micro-batch and "
-                   "accumulation (at one device) from a `slm pretrain` recipe")
+    p.add_argument("--config", metavar="FILE", help="take model, kernels, seq_len and micro-batch from "
+                   "a `slm pretrain` recipe (not its accumulation: a step's tokens/s does not depend "
+                   "on it; give --accumulation for that)")
     p.add_argument("--seq-len", type=int, metavar="N", help="tokens per sequence (default: preset's max)")
     p.add_argument("--micro-batch-size", type=int, metavar="N", help="sequences per micro-batch (default 1)")
-    p.add_argument("--accumulation", type=int, metavar="N", help="micro-batches per step (default 1)")
+    p.add_argument("--accumulation", type=int, metavar="N",
+                   help="micro-batches per step (default 1, with --config too)")
     p.add_argument("--steps", type=int, metavar="N", help="timed steps (default 10)")
     p.add_argument("--warmup", type=int, metavar="N", help="untimed steps first (default 3)")
     p.add_argument("--attention", metavar="NAME",
@@ -74,7 +76,9 @@ def run(args) -> int:
 
 def recipe_settings(path: Path) -> dict:
     """BenchSettings fields from a `slm pretrain` recipe: the model section (preset, shape
-    overrides, kernels), seq_len, micro-batch and the accumulation it has on one device."""
+    overrides, kernels), seq_len and micro-batch. Not the recipe's accumulation: sized for one
+    device it is 128 micro-batches for the 1.1B recipe, minutes per step, while tokens/s per
+    micro-batch does not depend on it; accumulation stays 1 unless --accumulation is given."""
     import yaml
 
     try:
@@ -88,11 +92,6 @@ def recipe_settings(path: Path) -> dict:
         settings["seq_len"] = data["seq_len"]
     if "micro_batch_size" in data:
         settings["micro_batch_size"] = data["micro_batch_size"]
-    if {"global_batch_tokens", "seq_len", "micro_batch_size"} <= data.keys():
-        from pretrain.training.plan import accumulation_for
-
-        settings["accumulation"] = accumulation_for(data["global_batch_tokens"], data["seq_len"],
-                                                    data["micro_batch_size"], 1)
     strategy = (recipe.get("trainer") or {}).get("strategy")
     settings["strategy"] = "fsdp2" if strategy == "fsdp2" else "single"
     if model.get("mixed_precision") == "fp32":

@@ -3,6 +3,7 @@ the HF baseline through the same loop, and user mistakes as one `error:` line.""
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from tests.user_errors import assert_user_error
 
 TINY = ["--model", "debug-100k", "--seq-len", "32", "--micro-batch-size", "2", "--steps", "3",
         "--warmup", "1", "--threads", "2", "--device", "cpu"]
+RECIPES = Path(__file__).parents[2] / "configs"
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +137,18 @@ def test_a_recipe_gives_the_model_kernels_and_batch_shape_of_its_training_step()
     settings = recipe_settings(Path(__file__).parents[2] / "configs" / "demo-cpu.yaml")
     assert settings == {"model": "debug-1m", "fused_ce": "auto",
                         "overrides": {"n_layers": 3, "vocab_size": 2048}, "seq_len": 256,
-                        "micro_batch_size": 16, "accumulation": 2, "strategy": "single", "dtype": "fp32"}
+                        "micro_batch_size": 16, "strategy": "single", "dtype": "fp32"}
+
+
+@pytest.mark.parametrize(("flags", "accumulation"), [([], 1), (["--accumulation", "3"], 3)])
+def test_bench_from_a_recipe_steps_one_micro_batch_unless_accumulation_is_given(capsys, flags,
+                                                                                accumulation):
+    # demo-cpu.yaml accumulates 2 micro-batches per step on one device; bench does not copy that
+    proc = slm_in_process(capsys, "bench", "--config", str(RECIPES / "demo-cpu.yaml"), "--micro-batch-size",
+                          "2", "--seq-len", "32", "--steps", "1", "--warmup", "0", *flags, "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["accumulation"] == accumulation and report["tokens_per_step"] == accumulation * 2 * 32
 
 
 def test_bench_runs_accumulated_steps_under_fsdp2_on_one_process(capsys):
