@@ -10,12 +10,23 @@ from __future__ import annotations
 import torch
 
 # Dense (no 2:4 sparsity) bf16 tensor-core peak, TFLOP/s, from the vendors' data sheets.
-# Matched as substrings of `torch.cuda.get_device_name()`, most specific first.
+# Matched as substrings of `torch.cuda.get_device_name()`, most specific first (the PCIe and NVL
+# H100 parts run lower clocks and power than the SXM one).
 PEAK_BF16_TFLOPS: dict[str, float] = {
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
     "H200": 989.0,
-    "H100": 989.0,  # SXM; the PCIe part is 756, see device_peak_flops
+    "H100": 989.0,  # SXM ("NVIDIA H100 80GB HBM3")
     "A100": 312.0,
 }
+
+
+def peak_flops_of(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of the GPU called ``device_name``; None if not in the table."""
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key in device_name:
+            return tflops * 1e12
+    return None
 
 
 def device_peak_flops(device: torch.device | str) -> float | None:
@@ -23,13 +34,7 @@ def device_peak_flops(device: torch.device | str) -> float | None:
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name(device)
-    if "H100" in name and "PCIe" in name:
-        return 756.0e12
-    for key, tflops in PEAK_BF16_TFLOPS.items():
-        if key in name:
-            return tflops * 1e12
-    return None
+    return peak_flops_of(torch.cuda.get_device_name(device))
 
 
 def mfu(tokens_per_s: float, flops_per_token: float, peak_flops: float | None) -> float | None:
