@@ -107,11 +107,16 @@ def write_json(path: Path, value) -> None:
     os.replace(tmp, path)
 
 
+# Commands a step runs, each in its own process group: killed with the step (see run_step).
+_CHILDREN: set[subprocess.Popen] = set()
+
+
 def run_logged(command: list[str], timeout_s: float, **kwargs) -> subprocess.CompletedProcess:
     """Run a command (its output also to our log), killing its whole process group at timeout_s;
     returncode 124 on timeout, as coreutils' `timeout`."""
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=ROOT, **kwargs)
+    _CHILDREN.add(process)
     try:
         out, err = process.communicate(timeout=max(timeout_s, 1))
         code = process.returncode
@@ -119,6 +124,8 @@ def run_logged(command: list[str], timeout_s: float, **kwargs) -> subprocess.Com
         kill_group(process)
         out, err = process.communicate()
         code = 124
+    finally:
+        _CHILDREN.discard(process)
     print(f"$ {' '.join(command)}  -> {code}", out[-4000:], err[-6000:], sep="\n", flush=True)
     return subprocess.CompletedProcess(command, code, out, err)
 
@@ -672,7 +679,19 @@ STEPS = (
 )
 
 
+def _killed(signum, frame) -> None:
+    """SIGTERM from the driver at the step's limit: take the commands it runs down with it (a
+    bench left running would hold the GPU's memory through the next steps)."""
+    for child in list(_CHILDREN):
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    raise SystemExit(124)
+
+
 def run_step(name: str, result_path: Path, outdir: Path, work: Path, rehearse: bool, deadline: float) -> int:
+    signal.signal(signal.SIGTERM, _killed)
     ctx = Context(outdir, work, rehearse, deadline, result_path)
     step = next(s for s in STEPS if s.name == name)
     try:
