@@ -8,26 +8,16 @@
 #   bash tests/gpu/wheels.sh            # run here, where PyPI is reachable
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-WHEELS=(
-  zstandard==0.25.0          # corpus readers (tokenizer/corpus.py) and the data tests
-  jsonargparse==4.53.0       # `slm pretrain` (LightningCLI), with its [signatures] extra:
-  docstring-parser==0.18.0   #   jsonargparse[signatures]
-  typeshed-client==2.15.0    #   jsonargparse[signatures]
-  liger-kernel==0.8.5        # fused RMSNorm/rotary/SwiGLU and fused linear cross-entropy
-  torchao==0.17.0            # float8 training; 0.17 is the release paired with torch 2.11
-)
+# zstandard: corpus readers and data tests. jsonargparse: `slm pretrain` (LightningCLI), with its
+# [signatures] extra's docstring-parser and typeshed-client. liger-kernel: fused RMSNorm / rotary /
+# SwiGLU and linear cross-entropy. torchao: float8 (0.17 is the release built for torch 2.11).
+WHEELS=(zstandard==0.25.0 jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0
+        liger-kernel==0.8.5 torchao==0.17.0)
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_24_x86_64 manylinux_2_17_x86_64
            manylinux2014_x86_64 manylinux1_x86_64)
 mkdir -p .gpu-wheels
 rm -f .gpu-wheels/*.whl
-names=()
-for spec in "${WHEELS[@]}"; do names+=("${spec%%#*}"); done
 python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-  "${PLATFORMS[@]/#/--platform=}" -d .gpu-wheels "${names[@]}"
-total=0
-for wheel in .gpu-wheels/*.whl; do
-  size=$(stat -c %s "$wheel"); total=$((total + size))
-  printf '%-70s %8.1f KiB\n' "$(basename "$wheel")" "$(echo "$size / 1024" | bc -l)"
-done
-printf 'total %.1f MiB in %s\n' "$(echo "$total / 1048576" | bc -l)" .gpu-wheels
-[ "$total" -lt $((60 * 1048576)) ] || { echo "error: .gpu-wheels is over 60 MiB" >&2; exit 1; }
+  "${PLATFORMS[@]/#/--platform=}" -d .gpu-wheels "${WHEELS[@]}"
+ls -l .gpu-wheels/*.whl | awk '{ total += $5; printf "%-78s %9.1f KiB\n", $9, $5 / 1024 }
+  END { printf "total %.1f MiB\n", total / 1048576; if (total >= 60 * 1048576) { print "error: over 60 MiB"; exit 1 } }'
