@@ -5,8 +5,8 @@ optimizer step finishes within the timeout, faulthandler's own C thread (it need
 fires even while the main thread is stuck inside a collective or a CUDA sync) appends the
 Python stacks of all the rank's threads to ``RUN_DIR/hang/rank{N}.txt`` and exits the process
 with status 1, which ends the job under SLURM (``srun`` stops the other tasks) for a requeue.
-A rank that is stopped (SIGSTOP) or dead cannot write its own file: its file is absent, and the
-other ranks' files show the collective they wait in.
+A rank that is stopped (SIGSTOP) or dead cannot write its own file: it stays empty (or is
+absent), and the other ranks' files show the collective they wait in.
 
 What the timer counts. It arms when the first step of a fit has finished (that step includes
 ``torch.compile``, the data loader's start and, on resume, the checkpoint load, all of which
@@ -14,9 +14,10 @@ may take far longer), re-arms at the end of every step, and pauses while a valid
 while a checkpoint is written (``on_save_checkpoint`` to the next step's start): those take as
 long as they take and are bounded by the collective timeout instead.
 
-The collective timeout (the process group's ``timeout``) is set to ``2 × step_timeout_s``
-(`collective_timeout`), so no rank waits for ever in a collective the watchdog does not time;
-inside a step the watchdog, armed earlier and shorter, fires first and leaves the stacks.
+The collective timeout (the process group's ``timeout``) is set to ``2 × step_timeout_s``, at
+least 5 minutes (`collective_timeout`; the same timeout bounds the ranks' rendezvous, which
+waits for every process to start), so no rank waits for ever in a collective the watchdog does
+not time; inside a step the watchdog, armed earlier and shorter, fires first and leaves the stacks.
 
 An empty ``rank{N}.txt`` (nothing dumped) is removed when the fit ends; earlier dumps are kept
 (the file is appended to), so a requeued job does not erase the evidence of the hang.
@@ -34,11 +35,12 @@ from lightning.pytorch import Callback
 log = logging.getLogger(__name__)
 
 HANG_DIR = "hang"
+MIN_COLLECTIVE_TIMEOUT_S = 300  # rendezvous: every rank's interpreter and imports must start
 
 
 def collective_timeout(step_timeout_s: float) -> timedelta:
     """The process group's timeout for a step timeout (see the module docstring)."""
-    return timedelta(seconds=2 * step_timeout_s)
+    return timedelta(seconds=max(2 * step_timeout_s, MIN_COLLECTIVE_TIMEOUT_S))
 
 
 def set_collective_timeout(strategy, timeout: timedelta) -> None:
