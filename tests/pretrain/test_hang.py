@@ -47,6 +47,16 @@ def test_steps_within_the_timeout_leave_no_hang_directory(pretrain_data, tmp_pat
     assert not (run_dir / "hang").exists()
 
 
+def test_a_validation_longer_than_the_timeout_is_not_a_hang(pretrain_data, tmp_path, run_pretrain):
+    run_dir = tmp_path / "run"
+    sleeper = {"class_path": "tests.pretrain.slow_step.SleepAtStep",
+               "init_args": {"step": 2, "seconds": 12, "in_validation": True}}
+    run_pretrain("--config", tiny_config(run_dir, pretrain_data, trainer={"callbacks": [sleeper]},
+                                         fault={"step_timeout_s": 4}, checkpoint=QUIET["checkpoint"]))
+    assert sorted(metrics_losses(run_dir)) == [1, 2, 3, 4]
+    assert not (run_dir / "hang").exists()
+
+
 def test_a_stopped_rank_makes_the_other_dump_its_stacks_and_exit_non_zero(pretrain_data, tmp_path):
     run_dir = tmp_path / "run"
     config = tiny_config(run_dir, pretrain_data, trainer={"strategy": "fsdp2", "devices": 2, "max_steps": 100000},

@@ -10,9 +10,9 @@ absent), and the other ranks' files show the collective they wait in.
 
 What the timer counts. It arms when the first step of a fit has finished (that step includes
 ``torch.compile``, the data loader's start and, on resume, the checkpoint load, all of which
-may take far longer), re-arms at the end of every step, and pauses while a validation runs and
-while a checkpoint is written (``on_save_checkpoint`` to the next step's start): those take as
-long as they take and are bounded by the collective timeout instead.
+may take far longer), re-arms at the end of every step, and pauses from the start of a
+validation or of a checkpoint write (``on_save_checkpoint``) to the next step's start: those
+take as long as they take and are bounded by the collective timeout instead.
 
 The collective timeout (the process group's ``timeout``) is set to ``2 × step_timeout_s``, at
 least 5 minutes (`collective_timeout`; the same timeout bounds the ranks' rendezvous, which
@@ -88,9 +88,11 @@ class StepWatchdog(Callback):
             self._file.close()
             path = Path(self._file.name)
             if path.exists() and path.stat().st_size == 0:
-                path.unlink()
-                if not any(path.parent.iterdir()):
+                path.unlink(missing_ok=True)
+                try:  # the last rank out removes the empty directory (others may race it)
                     path.parent.rmdir()
+                except OSError:
+                    pass
             self._file = None
 
     # ---- Lightning hooks -----------------------------------------------------------------
