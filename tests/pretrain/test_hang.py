@@ -8,7 +8,8 @@ import subprocess
 import sys
 import time
 
-import psutil
+from pathlib import Path
+
 import pytest
 
 from tests.fixtures.pretrain import metrics_losses, tiny_config
@@ -17,6 +18,19 @@ pytestmark = pytest.mark.slow
 
 # No validation and no checkpoint inside the run: the stop always lands in a timed step.
 QUIET = {"data": {"val_every_n_steps": 1000}, "checkpoint": {"every_n_steps": 1000, "save_at_end": False}}
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (from /proc: Linux, like the CI)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state_and_ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        if int(state_and_ppid[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
 
 
 def _popen(config, log):
@@ -69,14 +83,14 @@ def test_a_stopped_rank_makes_the_other_dump_its_stacks_and_exit_non_zero(pretra
         while not (run_dir / "metrics.csv").exists() or max(metrics_losses(run_dir), default=0) < 3:
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()[-3000:]
             time.sleep(0.2)
-        (rank1,) = psutil.Process(proc.pid).children()  # Lightning's launcher starts rank 1
-        rank1.send_signal(signal.SIGSTOP)
+        (rank1,) = _children(proc.pid)  # Lightning's launcher starts rank 1 from rank 0
+        os.kill(rank1, signal.SIGSTOP)
         stopped = time.monotonic()
         proc.wait(timeout=300)
         waited = time.monotonic() - stopped
     finally:
         if rank1 is not None:
-            rank1.kill()  # a stopped process still takes SIGKILL
+            os.kill(rank1, signal.SIGKILL)  # a stopped process still takes SIGKILL
         if proc.poll() is None:
             proc.kill()
         log.close()
