@@ -11,18 +11,25 @@ shape); then it saves ``RUN_DIR/config.yaml`` and ``RUN_DIR/plan.json`` and fits
 ``--ckpt_path last`` resumes from the newest intact checkpoint of the run directory (a damaged
 newer one is skipped with a log line) and starts fresh when there is none yet, so the same
 command both starts and continues a run (what SLURM requeueing relies on).
+
+``fault:`` (``pretrain.training.fault``): on a loss spike the fit ends with ``LossSpike`` on
+every rank and is started again, with fresh objects, from the rewind checkpoint, skipping data
+(``fault.spike``); ``fault.step_timeout_s`` adds the hung-step watchdog and sets the collective
+timeout.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 from pathlib import Path
 
 from pretrain.errors import PretrainError
-from pretrain.training.checkpoint.layout import CONFIG_NAME, resolve_ckpt_path
+from pretrain.training.checkpoint.layout import CONFIG_NAME, STATE_NAME, resolve_ckpt_path
+from pretrain.training.fault.spike import LossSpike
 from pretrain.training.plan import resolve_plan, save_plan
 from tokenizer.atomic import write_atomic
 
@@ -34,6 +41,24 @@ SHAPE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_d
 
 def run(argv: list[str]) -> int:
     _quiet_lightning()
+    rewind = None
+    while True:
+        spike = _fit(argv, rewind)
+        if spike is None:
+            return 0
+        rewind = spike
+        # The spiking fit's trainer, model and optimizer are unreachable now: free them (and
+        # their GPU memory) before the next fit builds its own.
+        gc.collect()
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _fit(argv: list[str], rewind: dict | None) -> dict | None:
+    """One ``trainer.fit``; with ``rewind``, from its checkpoint with its skip applied. Returns the
+    rewind to do next after a loss spike (same on every rank), else None."""
     cli = _parse(argv)
     trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(trainer.default_root_dir)
@@ -50,11 +75,15 @@ def run(argv: list[str]) -> int:
         _check_distillation(module, datamodule)
     module.lr_schedule(max_steps=plan.max_steps)  # a bad schedule fails now, not after setup
     module.check_kernels(trainer.strategy.root_device)  # kernels this device cannot run, too
-    ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
+    if rewind is None:
+        ckpt_path = resolve_ckpt_path(cli.config.get("ckpt_path"), run_dir)
+    else:
+        ckpt_path = Path(rewind["checkpoint_dir"]) / STATE_NAME
+        datamodule.pending_rewind = {k: v for k, v in rewind.items() if k != "checkpoint_dir"}
     if ckpt_path is not None:
         check_checkpoint_shape(ckpt_path.parent, module.model_config)
         check_checkpoint_strategy(ckpt_path, trainer.strategy)
-    if _is_first_process():
+    if rewind is None and _is_first_process():
         _write_config(cli, run_dir)
         save_plan(plan, run_dir)
         log.info("run directory: %s", run_dir)
@@ -62,11 +91,35 @@ def run(argv: list[str]) -> int:
         log.info("resuming from %s" if ckpt_path else "starting from scratch%s",
                  ckpt_path.parent if ckpt_path else "")
     # Our checkpoints hold only tensors and plain values: load them without unpickling code.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
-                weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None,
+                    weights_only=True)
+    except LossSpike as spike:
+        return _plan_rewind(spike, run_dir, module.fault.spike, datamodule, trainer.is_global_zero)
     if trainer.is_global_zero:
         _report(run_dir, cli.config.get("sample_prompt"), cli.config.get("sample_tokens"))
-    return 0
+    return None
+
+
+def _plan_rewind(spike: LossSpike, run_dir: Path, config, datamodule, log_it: bool) -> dict:
+    """Where a spike rewinds to (``pretrain.training.fault.spike``), logged in one line."""
+    from pretrain.training.checkpoint.layout import checkpoint_step, read_checkpoint_meta
+    from pretrain.training.fault.spike import rewind_target
+
+    not_before = max((r["to_step"] for r in datamodule.rewinds), default=0)
+    target = rewind_target(run_dir, spike.step, config.rewind_steps, not_before=not_before)
+    to_step = checkpoint_step(target)
+    if log_it:
+        first = read_checkpoint_meta(target)["samples_consumed"]
+        log.warning("loss spike at step %d: loss %.4f > mean %.4f + %g × std %.4f of the last %d "
+                    "steps; rewind %d of at most %d: back to checkpoint %s (step %d), skipping the "
+                    "next %d batches of data (global samples %d to %d)", spike.step, spike.stats.loss,
+                    spike.stats.mean, config.zscore, spike.stats.std, spike.window,
+                    len(datamodule.rewinds) + 1, config.max_rewinds, target.name, to_step,
+                    config.skip_batches, first, first + config.skip_batches * datamodule.samples_per_step - 1)
+    return {"checkpoint_dir": str(target), "checkpoint": target.name, "to_step": to_step,
+            "spike_step": spike.step, "loss": spike.stats.loss, "window_mean": spike.stats.mean,
+            "window_std": spike.stats.std, "skip_batches": config.skip_batches}
 
 
 def _check_distillation(module, datamodule) -> None:
@@ -121,6 +174,7 @@ def _cli_class():
 
     from pretrain.distill.config import DistillConfig
     from pretrain.training.checkpoint.callback import PeriodicCheckpoint
+    from pretrain.training.fault.config import FaultConfig
     import pretrain.training.parallelize  # noqa: F401  registers `strategy: fsdp2`
 
     class PretrainCLI(LightningCLI):
@@ -139,6 +193,9 @@ def _cli_class():
             parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
             parser.add_argument("--distill", type=DistillConfig | None, default=None,
                                 help="knowledge distillation: teacher or cache, alpha, temperature, top_k")
+            parser.add_argument("--fault", type=FaultConfig, default=FaultConfig(),
+                                help="faults: step_timeout_s (hung-step watchdog) and spike "
+                                     "{window, zscore, rewind_steps, skip_batches, max_rewinds}")
             parser.link_arguments("seed_everything", "model.init_seed")
             parser.link_arguments("seed_everything", "data.seed")
             # One switch each: masking makes the data yield document ids; validation counts steps
@@ -146,6 +203,7 @@ def _cli_class():
             parser.link_arguments("model.document_masking", "data.document_ids")
             parser.link_arguments("data.val_every_n_steps", "trainer.val_check_interval")
             parser.link_arguments("distill", "model.distill")
+            parser.link_arguments("fault", "model.fault")
             parser.link_arguments("distill", "data.distill_cache", compute_fn=_cache_of)
             parser.set_defaults({"trainer.enable_checkpointing": False,
                                  "trainer.check_val_every_n_epoch": None,
@@ -175,6 +233,12 @@ def _cli_class():
                 callbacks = trainer_config.get("callbacks") or []
                 if not any(isinstance(c, ProgressBar) for c in callbacks):
                     trainer_config["callbacks"] = [*callbacks, StepProgressBar()]
+            fault = self.config_init.get("fault")
+            timeout = fault.validate().step_timeout_s if fault is not None else None
+            if timeout is not None:
+                from pretrain.training.fault.watchdog import StepWatchdog
+
+                trainer_config["callbacks"] = [*(trainer_config.get("callbacks") or []), StepWatchdog(timeout)]
             logger = self.config["trainer"].get("logger")
             if logger is None or logger is True:
                 from lightning.pytorch.loggers import TensorBoardLogger
@@ -184,7 +248,12 @@ def _cli_class():
                 run_dir = self.config["trainer"]["default_root_dir"]
                 kwargs["logger"] = [MetricsCSVLogger(run_dir),
                                     TensorBoardLogger(run_dir, name="tensorboard", version="")]
-            return super().instantiate_trainer(**kwargs)
+            trainer = super().instantiate_trainer(**kwargs)
+            if timeout is not None:
+                from pretrain.training.fault.watchdog import collective_timeout, set_collective_timeout
+
+                set_collective_timeout(trainer.strategy, collective_timeout(timeout))
+            return trainer
 
     return PretrainCLI
 

@@ -11,7 +11,9 @@ Resume is exact and independent of world size and worker count: the data positio
 number, ``samples_consumed`` (global samples taken by training steps so far, saved in every
 checkpoint; tokens seen = samples_consumed × seq_len), and the training stream restarts at that
 global sample index (``data.StreamingTokenDataset(start_sample=...)``), whose order depends only
-on the seed.
+on the seed. A loss-spike rewind (``pretrain.training.fault.spike``) moves the position on
+by the batches it skips and records itself in ``rewinds``; both are checkpointed, so the order
+stays a pure function of (seed, rewinds, step).
 """
 
 from __future__ import annotations
@@ -84,6 +86,9 @@ class PretrainDataModule(L.LightningDataModule):
         self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
         self.distill_cache = distill_cache
         self.samples_consumed = 0  # global training samples of the steps taken: THE progress counter
+        self.rewinds: list[dict] = []  # loss-spike rewinds so far, each with the samples it skipped
+        self.pending_rewind: dict | None = None  # set by `slm pretrain` to rewind on the next load
+        self.rewound_to: str | None = None  # the checkpoint a rewind has just loaded (then saved again)
         self.vocab_size: int | None = None
         self.tokenizer_dir: str | None = None
         self.token_bytes: torch.Tensor | None = None  # UTF-8 bytes per token id, for val_bpb
@@ -180,11 +185,27 @@ class PretrainDataModule(L.LightningDataModule):
             self.samples_consumed += batch["labels"][:, :, 0].numel() * self.trainer.world_size
         return batch
 
+    @property
+    def samples_per_step(self) -> int:
+        """Global samples one optimizer step consumes (G)."""
+        return self.global_batch_tokens // self.seq_len
+
     def state_dict(self) -> dict:
-        return {"samples_consumed": self.samples_consumed}
+        return {"samples_consumed": self.samples_consumed, "rewinds": [dict(r) for r in self.rewinds]}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.samples_consumed = int(state_dict["samples_consumed"])
+        self.rewinds = [dict(r) for r in state_dict.get("rewinds", [])]
+        if self.pending_rewind is not None:
+            self._skip(self.pending_rewind)
+            self.pending_rewind = None
+
+    def _skip(self, rewind: dict) -> None:
+        """Apply a rewind to the state just loaded: skip its ``skip_batches`` steps of data."""
+        skipped = rewind["skip_batches"] * self.samples_per_step
+        self.rewinds.append({**rewind, "from_sample": self.samples_consumed, "skipped_samples": skipped})
+        self.samples_consumed += skipped
+        self.rewound_to = rewind["checkpoint"]
 
 
 def collate_step(samples: list[dict], accumulation: int) -> dict:

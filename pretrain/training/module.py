@@ -25,6 +25,8 @@ from model.kernels.cross_entropy import IMPLEMENTATIONS as CE_IMPLEMENTATIONS
 from model.kernels.fused_ops import FUSED_OPS, FusedOps
 from pretrain.distill.config import DistillConfig
 from pretrain.errors import PretrainError
+from pretrain.training.fault.config import FaultConfig
+from pretrain.training.fault.spike import LossSpike, SpikeDetector
 from pretrain.training.metrics import device_peak_flops, memory_stats_gb, mfu
 from pretrain.training.noise_scale import NoiseScale
 from pretrain.training.optim import build_adamw
@@ -74,6 +76,10 @@ class PretrainModule(L.LightningModule):
         distill: knowledge distillation from a teacher (the recipe's top-level ``distill:``
             section, linked here by the CLI; ``pretrain.distill``): the training loss becomes
             ``(1 − α)·CE + α·T²·KL(teacher ‖ student)``; validation stays plain cross-entropy.
+        fault: the recipe's ``fault:`` section (linked here by the CLI;
+            ``pretrain.training.fault``): with ``spike`` set, a step whose loss spikes above the
+            running window raises ``LossSpike`` (``slm pretrain`` rewinds), or, after
+            ``max_rewinds`` rewinds, stops the run with a ``PretrainError``.
         document_masking: restrict attention to each packed document; the CLI links it to
             ``data.document_ids`` so the data yields the document ids it needs.
         init_seed: seed of the weight initialisation (linked to ``seed_everything`` by the CLI).
@@ -110,6 +116,7 @@ class PretrainModule(L.LightningModule):
         compile: bool = False,
         noise_scale: bool = False,
         distill: DistillConfig | None = None,
+        fault: FaultConfig | None = None,
         document_masking: bool = False,
         init_seed: int = 0,
     ):
@@ -148,6 +155,11 @@ class PretrainModule(L.LightningModule):
         self._teacher = None  # built in configure_model; never a submodule (not trained, not saved)
         self._distill_parts = []  # (ce, kl) of the current step's micro-batches
         self._last_log = None
+        if isinstance(fault, dict):  # as the CLI's link delivers it
+            fault = FaultConfig(**fault)
+        self.fault = fault.validate() if fault is not None else None
+        spike = self.fault.spike if self.fault is not None else None
+        self.spike = SpikeDetector(spike.window, spike.zscore) if spike is not None else None
 
     # ---- model ---------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -227,6 +239,14 @@ class PretrainModule(L.LightningModule):
             log.warning("model.noise_scale: not logged, a step has one micro-batch per rank, so there is "
                         "no second batch size to compare; lower data.micro_batch_size to accumulate ≥ 2")
 
+    def on_train_start(self) -> None:
+        datamodule = self.trainer.datamodule
+        if getattr(datamodule, "rewound_to", None):  # all state restored: make the rewind durable
+            from pretrain.training.fault.spike import commit_rewind
+
+            commit_rewind(self.trainer, self, datamodule.rewound_to)
+            datamodule.rewound_to = None
+
     def training_step(self, batch, batch_idx):
         optimizer, scheduler = self.optimizers(), self.lr_schedulers()
         lr = optimizer.param_groups[0]["lr"]
@@ -242,6 +262,8 @@ class PretrainModule(L.LightningModule):
             return
         scheduler.step()
         self._consecutive_nonfinite = 0
+        if self.spike is not None:
+            self._check_spike(result.loss)
         if result.first_micro_grad_sq is not None:
             micro, step = batch["labels"].shape[1], batch["labels"].shape[0] * batch["labels"].shape[1]
             world = self.trainer.world_size
@@ -251,6 +273,21 @@ class PretrainModule(L.LightningModule):
         log_every = max(1, self.trainer.log_every_n_steps)
         if self.global_step % log_every == 0 or self.global_step == self.trainer.max_steps:
             self._log_train_metrics(result.loss.item(), lr, result.grad_norm.item(), parts)
+
+    def _check_spike(self, step_loss: torch.Tensor) -> None:
+        """Raise ``LossSpike`` (or, past ``max_rewinds``, ``PretrainError``) when this step's loss
+        spikes; every rank decides alike (the loss is already the ranks' mean; the flag is reduced too)."""
+        stats = self.spike.observe(step_loss.item())
+        if not self.trainer.strategy.reduce_boolean_decision(stats.spike, all=False):
+            return
+        rewinds, limit = len(self.trainer.datamodule.rewinds), self.fault.spike.max_rewinds
+        if rewinds >= limit:
+            raise PretrainError(
+                f"loss spike at step {self.global_step} (loss {stats.loss:.4f}, window mean "
+                f"{stats.mean:.4f}, std {stats.std:.4f}) after {rewinds} rewinds, the most allowed; "
+                f"inspect the data near sample {self.trainer.datamodule.samples_consumed} or lower "
+                f"the learning rate (fault.spike.max_rewinds)")
+        raise LossSpike(self.global_step, stats, self.spike.window)
 
     def _distill_step_parts(self) -> dict[str, torch.Tensor]:
         """Mean ``ce`` and ``kl`` of the step's micro-batches over all ranks ({} without distillation)."""
@@ -287,6 +324,7 @@ class PretrainModule(L.LightningModule):
         metrics = {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens_seen": self.tokens_seen,
                    "tokens_per_s": tokens_per_s, "skipped_steps": self.skipped_steps,
                    "elapsed_s": now - self._fit_started, **memory_stats_gb(self.device),
+                   **({"rewinds": len(self.trainer.datamodule.rewinds)} if self.spike is not None else {}),
                    **{key: value.item() for key, value in extra.items()}}
         if self.noise_scale is not None:
             metrics.update(self.noise_scale.metrics(self.trainer.datamodule.seq_len))
@@ -335,6 +373,7 @@ class PretrainModule(L.LightningModule):
             "skipped_steps": self.skipped_steps,
             "consecutive_nonfinite": self._consecutive_nonfinite,
             "noise_scale": None if self.noise_scale is None else self.noise_scale.state_dict(),
+            "spike": None if self.spike is None else self.spike.state_dict(),
             "model_config": dataclasses.asdict(self.model_config),
             # Plain tensors/tuples only, so the checkpoint loads with torch.load(weights_only=True).
             "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
@@ -348,6 +387,8 @@ class PretrainModule(L.LightningModule):
         self._consecutive_nonfinite = state["consecutive_nonfinite"]
         if self.noise_scale is not None and state.get("noise_scale"):
             self.noise_scale.load_state_dict(state["noise_scale"])
+        if self.spike is not None and state.get("spike"):
+            self.spike.load_state_dict(state["spike"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         name, keys, position, has_gauss, cached_gaussian = rng["numpy"]

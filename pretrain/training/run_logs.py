@@ -24,7 +24,7 @@ METRICS_NAME = "metrics.csv"
 LOSS_PLOT_NAME = "loss.png"
 # One row per log step (train columns filled) and one per validation (val_* filled).
 COLUMNS = ("step", "tokens_seen", "loss", "ce", "kl", "val_loss", "val_ppl", "val_bpb", "lr", "grad_norm",
-           "tokens_per_s", "mfu", "memory_allocated_gb", "memory_reserved_gb", "skipped_steps",
+           "tokens_per_s", "mfu", "memory_allocated_gb", "memory_reserved_gb", "skipped_steps", "rewinds",
            "elapsed_s", "noise_scale_tokens", "noise_scale_sequences", "noise_grad_sq", "noise_trace")
 
 
