@@ -38,6 +38,8 @@ def run(argv: list[str]) -> int:
     trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(trainer.default_root_dir)
     datamodule.prepare_and_inspect()
+    if cli.config.get("verify_data"):
+        datamodule.verify_shards()
     plan = resolve_plan(
         seq_len=datamodule.seq_len, max_seq_len=module.model_config.max_seq_len,
         micro_batch_size=datamodule.micro_batch_size, world_size=trainer.num_devices * trainer.num_nodes,
@@ -133,6 +135,8 @@ def _cli_class():
             parser.add_argument("--max_tokens", type=int | None, default=None,
                                 help="run length in tokens instead of trainer.max_steps (rounded up "
                                      "to whole steps of data.global_batch_tokens)")
+            parser.add_argument("--verify_data", "--verify-data", action="store_true", default=False,
+                                help="before any work, check every shard's sha256 against its manifest")
             parser.add_argument("--sample_prompt", type=str | None, default=None,
                                 help="after training, print a sample continuing this prompt")
             parser.add_argument("--sample_tokens", type=int, default=64, help="length of that sample")
