@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -41,6 +43,7 @@ class PeriodicCheckpoint(Callback):
         self._milestones_passed = 0
         self._requested = False
         self._stop_after_request = False
+        self._sigterm = False
 
     def request_checkpoint(self, stop: bool = False) -> None:
         """Save at the next step boundary (and then stop training if ``stop``). Safe to call from
@@ -51,14 +54,28 @@ class PeriodicCheckpoint(Callback):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._last_saved_step = trainer.global_step  # the state we resumed from (or step 0) exists
+        # SIGTERM (Kubernetes, schedulers, `scancel` without --signal): checkpoint at the next
+        # step boundary and stop with status 0, as SLURM's warning signal does. This replaces the
+        # handler Lightning installed for the fit (it would stop without a checkpoint, and runs a
+        # collective inside the handler); Lightning restores the previous one when the fit ends.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._on_sigterm)
         if self.milestone_every_tokens:
             self._milestones_passed = pl_module.tokens_seen // self.milestone_every_tokens
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._sigterm = True
+        self.request_checkpoint(stop=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         """The end of an optimizer step (one training batch is one step)."""
         step = trainer.global_step
         # Any rank may have received a request (a signal): all ranks must save together.
         requested = trainer.strategy.reduce_boolean_decision(self._requested, all=False)
+        if requested and trainer.strategy.reduce_boolean_decision(self._sigterm, all=False):
+            self._sigterm = False
+            if trainer.is_global_zero:
+                log.info("SIGTERM: checkpointing at step %d and stopping (resume with --ckpt_path last)", step)
         if step != self._last_saved_step:  # else a skipped (non-finite) step: nothing new to save
             milestone = False
             if self.milestone_every_tokens:
