@@ -181,13 +181,10 @@ def _cli_class():
                     trainer_config["callbacks"] = [*callbacks, StepProgressBar()]
             logger = self.config["trainer"].get("logger")
             if logger is None or logger is True:
-                from lightning.pytorch.loggers import TensorBoardLogger
-
-                from pretrain.training.run_logs import MetricsCSVLogger
+                from pretrain.training.run_logs import MetricsCSVLogger, TensorBoardRunLogger
 
                 run_dir = self.config["trainer"]["default_root_dir"]
-                kwargs["logger"] = [MetricsCSVLogger(run_dir),
-                                    TensorBoardLogger(run_dir, name="tensorboard", version="")]
+                kwargs["logger"] = [MetricsCSVLogger(run_dir), TensorBoardRunLogger(run_dir)]
             return super().instantiate_trainer(**kwargs)
 
     return PretrainCLI
