@@ -123,6 +123,7 @@ def _cli_class():
 
     from pretrain.distill.config import DistillConfig
     from pretrain.training.checkpoint.callback import PeriodicCheckpoint
+    from pretrain.training.wandb_logger import WandbConfig
     import pretrain.training.parallelize  # noqa: F401  registers `strategy: fsdp2`
 
     class PretrainCLI(LightningCLI):
@@ -143,6 +144,8 @@ def _cli_class():
             parser.add_lightning_class_args(PeriodicCheckpoint, "checkpoint")
             parser.add_argument("--distill", type=DistillConfig | None, default=None,
                                 help="knowledge distillation: teacher or cache, alpha, temperature, top_k")
+            parser.add_argument("--wandb", type=WandbConfig | None, default=None,
+                                help="Weights & Biases: project, entity, name, mode (online|offline|disabled)")
             parser.link_arguments("seed_everything", "model.init_seed")
             parser.link_arguments("seed_everything", "data.seed")
             # One switch each: masking makes the data yield document ids; validation counts steps
@@ -182,9 +185,12 @@ def _cli_class():
             logger = self.config["trainer"].get("logger")
             if logger is None or logger is True:
                 from pretrain.training.run_logs import MetricsCSVLogger, TensorBoardRunLogger
+                from pretrain.training.wandb_logger import wandb_logger
 
                 run_dir = self.config["trainer"]["default_root_dir"]
                 kwargs["logger"] = [MetricsCSVLogger(run_dir), TensorBoardRunLogger(run_dir)]
+                wandb = wandb_logger(self.config_init.get("wandb"), run_dir)
+                kwargs["logger"] += [wandb] if wandb is not None else []
             return super().instantiate_trainer(**kwargs)
 
     return PretrainCLI
