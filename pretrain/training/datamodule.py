@@ -124,7 +124,8 @@ class PretrainDataModule(L.LightningDataModule):
             directory = Path(source.path)
             manifest = read_manifest(directory)
             check_checksums(directory, manifest)
-            size += sum(f.stat().st_size for f in directory.iterdir() if f.suffix in (".bin", ".idx"))
+            size += sum((directory / shard[name]).stat().st_size for entry in manifest["splits"].values()
+                        for shard in entry.get("shards", []) for name in ("file", "index_file"))
         seconds = time.perf_counter() - started
         log.info("verified the sha256 of every shard: %.1f MB in %.1f s (%.0f MB/s)", size / 1e6,
                  seconds, size / 1e6 / max(seconds, 1e-9))

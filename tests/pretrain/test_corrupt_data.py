@@ -5,6 +5,7 @@
 import shutil
 
 import numpy as np
+import pytest
 
 from data import StreamingTokenDataset
 from tests.fixtures.pretrain import tiny_config
@@ -50,6 +51,7 @@ def test_an_id_past_the_vocabulary_stops_training_with_one_line_naming_shard_and
     _assert_out_of_vocab_error(proc, shard, offset + 5)
 
 
+@pytest.mark.slow
 def test_an_id_past_the_vocabulary_read_by_a_dataloader_worker_is_the_same_one_line(
         pretrain_data, tmp_path, slm):
     data_dir = _copy_data(pretrain_data, tmp_path)
@@ -73,6 +75,7 @@ def test_verify_data_finds_an_in_range_flipped_token_by_its_sha256(pretrain_data
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_without_verify_data_an_in_range_flipped_token_trains(pretrain_data, tmp_path, slm):
     data_dir = _copy_data(pretrain_data, tmp_path)
     shard, offset = _first_sample_location(data_dir)
@@ -84,6 +87,7 @@ def test_without_verify_data_an_in_range_flipped_token_trains(pretrain_data, tmp
     assert (tmp_path / "run" / "checkpoints" / "step-000001").is_dir()
 
 
+@pytest.mark.slow
 def test_verify_data_passes_intact_shards_and_trains(pretrain_data, tmp_path, slm):
     config = tiny_config(tmp_path / "run", pretrain_data, trainer={"max_steps": 1})
     proc = slm("pretrain", "--config", config, "--verify-data", env={"OMP_NUM_THREADS": "1"})
