@@ -115,6 +115,7 @@ class TensorBoardRunLogger(TensorBoardLogger):
     def __init__(self, run_dir: str | os.PathLike):
         super().__init__(run_dir, name="tensorboard", version="")
         self._disk_error = DiskErrorWarning(str(Path(run_dir) / "tensorboard"))
+        _quiet_tensorboard_writer_thread()
 
     def log_metrics(self, *args, **kwargs) -> None:
         self._guard(super().log_metrics, *args, **kwargs)
@@ -137,6 +138,25 @@ class TensorBoardRunLogger(TensorBoardLogger):
             if not isinstance(cause, OSError):
                 raise
             self._disk_error(cause)
+
+
+def _quiet_tensorboard_writer_thread() -> None:
+    """TensorBoard's writer thread dies on an OSError and Python prints its traceback; the same
+    error reaches the next write in the main thread, where `TensorBoardRunLogger` warns once.
+    Drop that thread's traceback (only that: any other thread's error still prints)."""
+    import threading
+
+    if getattr(threading.excepthook, "_drops_tensorboard_disk_errors", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args):
+        from_writer = type(args.thread).__module__.startswith("tensorboard.")
+        if not (from_writer and issubclass(args.exc_type, OSError)):
+            previous(args)
+
+    hook._drops_tensorboard_disk_errors = True
+    threading.excepthook = hook
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict[str, str]]:
