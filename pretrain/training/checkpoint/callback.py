@@ -110,12 +110,12 @@ class PeriodicCheckpoint(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if self.save_at_end and trainer.global_step != self._last_saved_step:
-            if not self.save(trainer, pl_module, layout.step_name(trainer.global_step)):
+            if not self.save(trainer, pl_module, layout.step_name(trainer.global_step), final=True):
                 raise PretrainError(f"the final checkpoint (step {trainer.global_step}) could not be "
                                     f"written: the steps after the newest intact one are lost "
                                     f"({layout.checkpoints_dir(trainer.default_root_dir)})")
 
-    def save(self, trainer, pl_module, name: str) -> bool:
+    def save(self, trainer, pl_module, name: str, final: bool = False) -> bool:
         """Write checkpoint ``name``; True when it is complete. A write that fails (OSError: a
         full disk, a quota) on any rank fails on all: its temporary directory is removed, every
         earlier checkpoint is kept, one warning names the error and the newest intact checkpoint."""
@@ -133,7 +133,7 @@ class PeriodicCheckpoint(Callback):
             if trainer.is_global_zero:
                 error = _attempt(lambda: layout.commit_checkpoint(tmp, self._meta(trainer, pl_module, tmp)))
         if trainer.strategy.reduce_boolean_decision(error is not None, all=False):
-            self._report_failure(trainer, name, tmp, error)
+            self._report_failure(trainer, name, tmp, error, final)
             return False
         if trainer.is_global_zero:
             layout.apply_retention(run_dir, self.keep_last)
@@ -143,13 +143,14 @@ class PeriodicCheckpoint(Callback):
         self._last_saved_step = trainer.global_step
         return True
 
-    def _report_failure(self, trainer, name: str, tmp: Path, error: BaseException | None) -> None:
+    def _report_failure(self, trainer, name: str, tmp: Path, error: BaseException | None, final: bool) -> None:
         if error is not None and not trainer.is_global_zero:
             log.warning("rank %d: checkpoint %s failed: %s", trainer.global_rank, name, error)
         if trainer.is_global_zero:
             shutil.rmtree(tmp, ignore_errors=True)
             newest = layout.resolve_ckpt_path("last", trainer.default_root_dir)
-            then = ("stopping" if self.on_error == "stop" else
+            then = ("the run ends" if final else
+                    "stopping" if self.on_error == "stop" or self._stop_after_request else
                     f"training continues and tries again in {self.every_n_steps} steps"
                     if self.every_n_steps else "training continues")
             log.warning("checkpoint %s was not written: %s; newest intact checkpoint: %s; %s "
