@@ -80,6 +80,15 @@ class _Source:
                 cache.popitem(last=False)
         return cache[shard]
 
+    def raise_out_of_vocab(self, shard: int, offset: int, window: np.ndarray) -> None:
+        """DataError naming the shard file and the token offset of the first id ≥ vocab."""
+        position = int(np.argmax(window >= self.vocab_size))
+        token_id, where = int(window[position]), offset + position
+        path = self.directory / self.shards[shard]["file"]
+        raise DataError(f"corrupt shard: token id {token_id} at token offset {where} is not below the "
+                        f"vocabulary size {self.vocab_size}; `slm data inspect --verify` checks every "
+                        f"shard's sha256 ({path}, token offset {where})")
+
     def tokens(self, shard: int) -> np.ndarray:
         return self._cached(self._tokens, shard, lambda d, s: open_tokens(d, s, self.dtype))
 
@@ -183,7 +192,12 @@ class StreamingTokenDataset(IterableDataset):
         """The sample at a global index (what iteration yields there)."""
         source_number, shard, offset = self.locate(sample_index)
         source = self.sources[source_number]
-        window = source.tokens(shard)[offset:offset + self.seq_len + 1].astype(np.int64)
+        window = source.tokens(shard)[offset:offset + self.seq_len + 1]
+        # A flipped byte can make an id the embedding cannot look up (on CUDA: a device-side
+        # assert that hides the cause). One max over the window costs ~1 µs per sample.
+        if window.max() >= source.vocab_size:
+            source.raise_out_of_vocab(shard, offset, window)
+        window = window.astype(np.int64)
         sample = {"input_ids": torch.from_numpy(window[:-1]),
                   "labels": torch.from_numpy(window[1:])}
         if self.with_document_ids:

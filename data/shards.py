@@ -167,3 +167,12 @@ def verify_checksums(directory: str | Path, manifest: dict) -> list[str]:
                 elif sha256_file(path) != digest:
                     problems.append(f"sha256 mismatch ({path})")
     return problems
+
+
+def check_checksums(directory: str | Path, manifest: dict) -> int:
+    """Re-hash every shard and index file (`verify_checksums`); DataError naming the first bad
+    file (`slm data inspect --verify`, `slm pretrain --verify-data`). Returns the files checked."""
+    problems = verify_checksums(directory, manifest)
+    if problems:
+        raise DataError(f"{len(problems)} file(s) fail verification against {MANIFEST}, first: {problems[0]}")
+    return 2 * sum(len(entry.get("shards", [])) for entry in manifest["splits"].values())

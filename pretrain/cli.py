@@ -65,11 +65,22 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger().setLevel(logging.DEBUG)
         return args.func(args) or 0
     except user_error_types() as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+
+
+def _message(error: BaseException) -> str:
+    """The error's one line. A DataLoader worker re-raises a user error with the worker's whole
+    traceback as its message; the original one line is that traceback's last line."""
+    text = str(error)
+    if "\nOriginal Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+        return last[len(prefix):] if last.startswith(prefix) else last
+    return text
 
 
 if __name__ == "__main__":

@@ -63,6 +63,8 @@ def _fit(argv: list[str], rewind: dict | None) -> dict | None:
     trainer, module, datamodule = cli.trainer, cli.model, cli.datamodule
     run_dir = Path(trainer.default_root_dir)
     datamodule.prepare_and_inspect()
+    if rewind is None and cli.config.get("verify_data"):  # once per run, not per rewind
+        datamodule.verify_shards()
     plan = resolve_plan(
         seq_len=datamodule.seq_len, max_seq_len=module.model_config.max_seq_len,
         micro_batch_size=datamodule.micro_batch_size, world_size=trainer.num_devices * trainer.num_nodes,
@@ -175,6 +177,7 @@ def _cli_class():
     from pretrain.distill.config import DistillConfig
     from pretrain.training.checkpoint.callback import PeriodicCheckpoint
     from pretrain.training.fault.config import FaultConfig
+    from pretrain.training.wandb_logger import WandbConfig
     import pretrain.training.parallelize  # noqa: F401  registers `strategy: fsdp2`
 
     class PretrainCLI(LightningCLI):
@@ -187,6 +190,8 @@ def _cli_class():
             parser.add_argument("--max_tokens", type=int | None, default=None,
                                 help="run length in tokens instead of trainer.max_steps (rounded up "
                                      "to whole steps of data.global_batch_tokens)")
+            parser.add_argument("--verify_data", "--verify-data", action="store_true", default=False,
+                                help="before any work, check every shard's sha256 against its manifest")
             parser.add_argument("--sample_prompt", type=str | None, default=None,
                                 help="after training, print a sample continuing this prompt")
             parser.add_argument("--sample_tokens", type=int, default=64, help="length of that sample")
@@ -196,6 +201,8 @@ def _cli_class():
             parser.add_argument("--fault", type=FaultConfig, default=FaultConfig(),
                                 help="faults: step_timeout_s (hung-step watchdog) and spike "
                                      "{window, zscore, rewind_steps, skip_batches, max_rewinds}")
+            parser.add_argument("--wandb", type=WandbConfig | None, default=None,
+                                help="Weights & Biases: project, entity, name, mode (online|offline|disabled)")
             parser.link_arguments("seed_everything", "model.init_seed")
             parser.link_arguments("seed_everything", "data.seed")
             # One switch each: masking makes the data yield document ids; validation counts steps
@@ -241,13 +248,13 @@ def _cli_class():
                 trainer_config["callbacks"] = [*(trainer_config.get("callbacks") or []), StepWatchdog(timeout)]
             logger = self.config["trainer"].get("logger")
             if logger is None or logger is True:
-                from lightning.pytorch.loggers import TensorBoardLogger
-
-                from pretrain.training.run_logs import MetricsCSVLogger
+                from pretrain.training.run_logs import MetricsCSVLogger, TensorBoardRunLogger
+                from pretrain.training.wandb_logger import wandb_logger
 
                 run_dir = self.config["trainer"]["default_root_dir"]
-                kwargs["logger"] = [MetricsCSVLogger(run_dir),
-                                    TensorBoardLogger(run_dir, name="tensorboard", version="")]
+                kwargs["logger"] = [MetricsCSVLogger(run_dir), TensorBoardRunLogger(run_dir)]
+                wandb = wandb_logger(self.config_init.get("wandb"), run_dir)
+                kwargs["logger"] += [wandb] if wandb is not None else []
             trainer = super().instantiate_trainer(**kwargs)
             if timeout is not None:
                 from pretrain.training.fault.watchdog import collective_timeout, set_collective_timeout

@@ -117,6 +117,24 @@ class PretrainDataModule(L.LightningDataModule):
             log.info("val_bpb is not logged: the data's tokenizer (%s) is not here to count the "
                      "bytes of its tokens", self.tokenizer_dir)
 
+    def verify_shards(self) -> None:
+        """Re-hash every shard and index file of every source against its manifest (what
+        `slm data inspect --verify` does); DataError naming the first file that differs."""
+        import time
+
+        from data.shards import check_checksums, read_manifest
+
+        started, size = time.perf_counter(), 0
+        for source in self.sources:
+            directory = Path(source.path)
+            manifest = read_manifest(directory)
+            check_checksums(directory, manifest)
+            size += sum((directory / shard[name]).stat().st_size for entry in manifest["splits"].values()
+                        for shard in entry.get("shards", []) for name in ("file", "index_file"))
+        seconds = time.perf_counter() - started
+        log.info("verified the sha256 of every shard: %.1f MB in %.1f s (%.0f MB/s)", size / 1e6,
+                 seconds, size / 1e6 / max(seconds, 1e-9))
+
     def check_vocab(self, model_vocab_size: int) -> None:
         """The model must embed every token id of the data, padded by at most a multiple of 128."""
         data_vocab = self.vocab_size

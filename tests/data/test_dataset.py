@@ -203,3 +203,17 @@ def test_a_missing_split_is_a_data_error(stream_dir):
 def test_a_sequence_longer_than_every_shard_is_a_data_error(stream_dir):
     with pytest.raises(DataError, match="no shard holds 201 tokens"):
         StreamingTokenDataset(stream_dir, seq_len=200)
+
+
+def test_a_token_id_at_or_above_the_vocabulary_names_its_shard_and_offset(tmp_path):
+    directory = write_synthetic(tmp_path / "corrupt", [40] * 5, shard_tokens=100, vocab_size=1000)
+    shard = directory / "train-00001.bin"
+    tokens = np.fromfile(shard, dtype="<u2")
+    tokens[37] = 1000  # the first id past the vocabulary
+    tokens.tofile(shard)
+    dataset = StreamingTokenDataset(directory, seq_len=SEQ_LEN, shuffle=False)
+    with pytest.raises(DataError) as caught:
+        list(dataset)
+    message = str(caught.value)
+    assert "token id 1000 at token offset 37" in message
+    assert message.endswith(f"({shard}, token offset 37)")
