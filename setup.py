@@ -11,12 +11,15 @@ EXTRAS = {
     # lm-evaluation-harness with its hf backend: `slm eval`'s numbers are checked against it and
     # TinyLlama's table is reproduced with it (README, Evaluation). `slm eval` itself needs none.
     "eval": ["lm-eval[hf]>=0.4.9,<0.5"],
+    # `slm data curate`: datatrove's pipelines, filters and dedup; spaCy's blank English
+    # pipeline splits words (no model download); xxhash<4 because datatrove hashes str.
+    "curate": ["datatrove>=0.10", "spacy>=3.8", "xxhash<4"],
     # liger-kernel (and Triton with it) and torchao so the GPU kernels' parity tests run on a
     # CPU too: liger's under Triton's interpreter (tests/kernels/liger), float8 on torch's CPU
     # float8 matmul (tests/kernels/test_float8.py).
     "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
              "tokenizers>=0.20", "protobuf", "pyyaml", "liger-kernel", "torchao",
-             "lm-eval[hf]>=0.4.9,<0.5"],
+             "lm-eval[hf]>=0.4.9,<0.5", "datatrove>=0.10", "spacy>=3.8", "xxhash<4"],
 }
 
 setup(
