@@ -25,6 +25,7 @@ DEFAULT_MAX_BYTES = 12_000_000
 PARTS = 4
 NEAR_DUPLICATE_FRACTION = 0.10  # of the base files, each copied 1-3 times with small edits
 NOISE_FRACTION = 0.03  # of the base files, per noise kind
+MIN_COPY_WORDS = 100
 BASE_SIMILARITY_LIMIT = 0.5  # base files sharing more of their 5-word shingles are dropped
 
 
@@ -116,13 +117,20 @@ def build_noisy_corpus(out: Path, sources: list[Path], seed: int = 0) -> dict:
     texts = [p.read_text(encoding="utf-8", errors="replace") for p in sources]
     texts = [t for t in texts if t.strip()]
     base = [texts[i] for i in distinct_sources(texts)]
-    docs: list[tuple[str, str | None, str | None]] = [(t, None, None) for t in base]
-    for original in rng.sample(range(len(base)), round(NEAR_DUPLICATE_FRACTION * len(base))):
+    noise_count = max(1, round(NOISE_FRACTION * len(base)))
+    # Minified files are made from base files taken out of the corpus: a minified copy of a
+    # file that stays would be a true near-duplicate of it (same words, other layout).
+    minify = set(rng.sample(range(len(base)), noise_count))
+    docs: list[tuple[str, str | None, str | None]] = [
+        (minified(t, rng), "minified", None) if i in minify else (t, None, None)
+        for i, t in enumerate(base)]
+    # Copies only of files long enough for "small edits" to stay small (MIN_COPY_WORDS words):
+    # one changed word in a 20-word file is a different file to 5-word shingles.
+    copyable = [i for i, t in enumerate(base)
+                if i not in minify and len(t.split()) >= MIN_COPY_WORDS]
+    for original in rng.sample(copyable, round(NEAR_DUPLICATE_FRACTION * len(copyable))):
         for _ in range(rng.randint(1, 3)):
             docs.append((near_duplicate(base[original], rng), None, str(original)))
-    noise_count = max(1, round(NOISE_FRACTION * len(base)))
-    for original in rng.sample(range(len(base)), noise_count):
-        docs.append((minified(base[original], rng), "minified", None))
     for kind, make in (("generated", generated), ("data_like", data_like),
                        ("base64", base64_blob)):
         docs += [(make(rng), kind, None) for _ in range(noise_count)]
@@ -130,7 +138,7 @@ def build_noisy_corpus(out: Path, sources: list[Path], seed: int = 0) -> dict:
     order = list(range(len(docs)))
     rng.shuffle(order)
     ids = {position: f"doc-{rank:06d}" for rank, position in enumerate(order)}
-    truth = {"near_duplicates": {}, "noise": {}, "base_documents": len(base),
+    truth = {"near_duplicates": {}, "noise": {}, "base_documents": len(base) - len(minify),
              "base_dropped_as_similar": len(texts) - len(base), "seed": seed}
     for position, (_, kind, original) in enumerate(docs):
         if original is not None:
@@ -143,7 +151,7 @@ def build_noisy_corpus(out: Path, sources: list[Path], seed: int = 0) -> dict:
                 if rank % PARTS == part:
                     f.write(json.dumps({"text": docs[position][0], "id": ids[position]}) + "\n")
     write_json_atomic(out / "truth.json", truth)
-    return {"documents": len(docs), "base documents": len(base),
+    return {"documents": len(docs), "base documents": len(base) - len(minify),
             "base dropped as similar": truth["base_dropped_as_similar"],
             "injected near-duplicates": len(truth["near_duplicates"]),
             "injected noise": len(truth["noise"]),
