@@ -9,8 +9,11 @@ Layout of ``OUT``::
     truth.json              {"near_duplicates": {id: original id}, "noise": {id: kind}, ...}
 
 The base files are first cleared of near-duplicates among themselves (the standard library
-has some, e.g. the generated ``encodings/cp*.py`` codecs), so that every near-duplicate in the
-corpus is one we injected and the precision measured against the truth is exact.
+has some, e.g. the ``encodings/utf_32_*.py`` codecs), so that every near-duplicate among them
+is one we injected and the precision measured against the truth is exact. The injected noise
+(generated, data-like, base64 files, made from templates) is near-duplicate of itself after
+MinHash's normalisation (digits become 0); it is there for the filters, and `score_dedup`
+leaves it out of the dedup score.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ BASE_SIMILARITY_LIMIT = 0.5  # base files sharing more of their 5-word shingles 
 
 
 def _shingles(text: str, n: int = 5) -> set[int]:
-    words = text.split()
+    """5-word shingles of the text as MinHash sees it (datatrove's normalisation: lower case,
+    no punctuation, digits as 0), words split at whitespace."""
+    from datatrove.utils.text import TextNormConfig, simplify_text
+
+    words = simplify_text(text, TextNormConfig()).split()
     return {hash(tuple(words[i:i + n])) for i in range(max(len(words) - n + 1, 1))}
 
 
@@ -165,8 +172,9 @@ def score_dedup(truth: dict, all_ids: list[str], kept_ids: set[str],
     A group is an original with its injected copies (n documents); dedup should remove n - 1
     of them. Recall = group removals (at most n - 1 per group) / sum of (n - 1). Precision =
     those removals / all dedup removals; a removal beyond n - 1 in a group (every copy gone) or
-    of a document outside every group is a false positive. Documents removed by a quality
-    filter (`removed_by_filters`) count neither way."""
+    of a document outside every group is a false positive. The injected noise and documents
+    removed by a quality filter (`removed_by_filters`) count neither way."""
+    removed_by_filters = set(removed_by_filters) | set(truth["noise"])
     groups: dict[str, set[str]] = {}
     for copy, original in truth["near_duplicates"].items():
         groups.setdefault(original, {original}).add(copy)
@@ -187,3 +195,21 @@ def score_dedup(truth: dict, all_ids: list[str], kept_ids: set[str],
             "precision": true_removals / removals if removals else 1.0,
             "injected_duplicates": expected, "removed": removals,
             "false_removals": false_removals}
+
+
+def score_run(noisy_dir: Path, curated_dir: Path) -> dict:
+    """`score_dedup` of a `data curate` run over ``noisy_dir/corpus``."""
+    from data import DataError
+    from tokenizer.corpus import iter_records
+
+    truth_file = noisy_dir / "truth.json"
+    if not truth_file.is_file():
+        raise DataError(f"no truth.json: not a noisy-demo directory ({noisy_dir})")
+    if not (curated_dir / "report.json").is_file():
+        raise DataError(f"no report.json: not a finished curate run ({curated_dir})")
+    truth = json.loads(truth_file.read_text())
+    all_ids = [record.fields["id"] for path in sorted((noisy_dir / "corpus").glob("*.jsonl"))
+               for record in iter_records(path)]
+    kept = {record.fields["id"] for path in sorted((curated_dir / "data").glob("*.jsonl.zst"))
+            for record in iter_records(path)}
+    return score_dedup(truth, all_ids, kept)

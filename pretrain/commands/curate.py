@@ -37,6 +37,9 @@ def add_curate_parsers(sub) -> None:
     noisy.add_argument("--max-bytes", type=int, default=None, metavar="N",
                        help="stdlib sources to start from (default: the demo's 12 MB)")
     noisy.add_argument("--seed", type=int, default=0)
+    noisy.add_argument("--score", metavar="CURATED_DIR", default=None,
+                       help="instead of building: near-dedup precision and recall of a curate "
+                            "run of DIR/corpus against DIR/truth.json (JSON)")
     noisy.set_defaults(func=run_noisy_demo)
 
 
@@ -75,6 +78,11 @@ def _reference_model_dir(given: str | None, scratch: Path) -> str | None:
 
 
 def run_noisy_demo(args) -> int:
+    if args.score is not None:
+        from data.curate.noisy_corpus import score_run
+
+        print(json.dumps(score_run(Path(args.output), Path(args.score)), indent=1))
+        return 0
     from data.curate.noisy_corpus import build_noisy_corpus
     from pretrain.training.demo_data import MAX_CORPUS_BYTES, stdlib_sources
 

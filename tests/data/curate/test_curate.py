@@ -110,3 +110,20 @@ def test_output_files_are_identical_for_one_and_two_workers(tmp_path):
         out, _ = run(tmp_path / f"w{workers}", DEDUP_ONLY, [path], tasks=4, workers=workers)
         outputs.append({p.name: p.read_bytes() for p in sorted((out / "data").iterdir())})
     assert outputs[0] == outputs[1] and len(outputs[0]) == 4
+
+
+def test_web_recipe_runs_as_is_and_drops_short_and_repetitive_pages(tmp_path):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[3] / "configs" / "curate" / "web.yaml"
+    good = [{"text": d, "id": f"page{i}"} for i, d in enumerate(_prose(6, seed=2))]
+    bad = [{"text": "Buy now.", "id": "short"},
+           {"text": "\n".join(["Click here to subscribe to our newsletter today."] * 40),
+            "id": "repeated"}]
+    out = tmp_path / "out"
+    report = curate(load_recipe(recipe), [str(write_jsonl(tmp_path / "in.jsonl", good + bad))],
+                    out, tasks=2, progress=False)
+    kept = {r["id"] for r in read_output(out)}
+    assert not kept & {"short", "repeated"}
+    removed = {reason for stage in report["stages"] for reason in stage["removed"]}
+    assert any(reason.startswith("gopher") or reason.startswith("dup") for reason in removed)
