@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
 
 from data import DataError
 from data.curate.recipe import Recipe, filter_class
@@ -254,20 +255,35 @@ def prepare_output(out: Path, plan: dict, overwrite: bool) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Where the passes run on a cluster: the options of `slm slurm submit` that apply to CPU
+    jobs. `workers` caps how many tasks of a pass run at once (the array's %N)."""
+
+    partition: str
+    time: str = "04:00:00"
+    cpus_per_task: int = 1
+    mem_per_cpu_gb: int = 2
+    account: str | None = None
+    qos: str | None = None
+    workers: int = -1
+
+
 def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8,
            workers: int = 1, text_key: str = "text", skip_bad_lines: bool = False,
            exclude_sets: tuple[str, ...] = (), reference_model: str | None = None,
            reference_label: str | None = None, overwrite: bool = False,
-           progress: bool = True) -> dict:
+           progress: bool = True, slurm: SlurmOptions | None = None) -> dict | None:
     """Run (or resume) the recipe over `inputs` into `out`; returns the report.
 
     Everything the user could get wrong is checked before the first task starts: the inputs,
     the output directory, and the reference model against the recipe's tokenizer.
     `reference_label` is how the user named the model (a checkpoint the command exported to
-    the HF directory `reference_model`); the plan records it, so a resume matches."""
-    from data.curate.report import build_report, collect_removed_samples
-    from tokenizer.atomic import write_json_atomic
+    the HF directory `reference_model`); the plan records it, so a resume matches.
 
+    With `slurm`, every pass is submitted as a job array depending on the previous pass, plus
+    a last one-task job that writes the report; returns None once they are submitted (the
+    report appears in `out` when the jobs are done; rerunning submits only unfinished tasks)."""
     out = Path(out)
     if tasks < 1 or workers < 1:
         raise DataError(f"--tasks and --workers must be >= 1, got {tasks} and {workers} ({out})")
@@ -291,6 +307,12 @@ def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8
     passes = build_passes(recipe, files, out, tasks, text_key=text_key,
                           skip_bad_lines=skip_bad_lines, exclude_sets=tuple(exclude_sets),
                           reference_model=reference_model)
+    finish = FinishRun(str(out), recipe, files, tasks, band_model, workers,
+                       dict(text_key=text_key, skip_bad_lines=skip_bad_lines,
+                            exclude_sets=tuple(exclude_sets), reference_model=reference_model))
+    if slurm is not None:
+        submit_slurm(passes, out, slurm, finish)
+        return None
     _console_warnings_only()
     os.environ.setdefault("TQDM_DISABLE", "1")  # datatrove's per-stage bars; we print progress
     if resumed and progress:
@@ -302,17 +324,63 @@ def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8
         with (_Progress(index, len(passes), pipeline_pass, logging_dir) if progress
               else _NoProgress()):
             executor.run()
-    report = build_report(passes, out, recipe, files, tasks, band_model)
-    report["seconds"] = round(time.perf_counter() - started, 3)
-    report["workers"] = workers
-    collect_removed_samples(out, samples_per_reason=recipe.samples_per_reason)
-    write_json_atomic(out / REPORT_FILE, report)
-    # The between-pass data is as big as the corpus: drop it; logs and markers stay, so a
-    # rerun finds every task done.
-    for name in ("passes", "exact-signatures", "exact-duplicates", "minhash-signatures",
-                 "minhash-buckets", "minhash-clusters"):
-        shutil.rmtree(out / "work" / name, ignore_errors=True)
-    return report
+    return finish.write(seconds=time.perf_counter() - started)
+
+
+class FinishRun(PipelineStep):
+    """The last step of a run: `DIR/report.json`, `DIR/removed/`, and the between-pass data
+    deleted (logs and completion markers stay, so a rerun finds every task done). A datatrove
+    step so that on SLURM it runs as the last job, after every pass."""
+
+    type = "📊 - STATS"
+    name = "report"
+
+    def __init__(self, out: str, recipe: Recipe, files: list[str], tasks: int,
+                 band_model: dict | None, workers: int, pass_args: dict):
+        super().__init__()
+        self.out, self.recipe, self.files, self.tasks = out, recipe, files, tasks
+        self.band_model, self.workers, self.pass_args = band_model, workers, pass_args
+
+    def write(self, seconds: float | None = None) -> dict:
+        from data.curate.report import build_report, collect_removed_samples
+        from tokenizer.atomic import write_json_atomic
+
+        out = Path(self.out)
+        passes = build_passes(self.recipe, self.files, out, self.tasks, **self.pass_args)
+        report = build_report(passes, out, self.recipe, self.files, self.tasks, self.band_model)
+        report["workers"] = self.workers
+        if seconds is not None:
+            report["seconds"] = round(seconds, 3)
+        collect_removed_samples(out, samples_per_reason=self.recipe.samples_per_reason)
+        write_json_atomic(out / REPORT_FILE, report)
+        for name in ("passes", "exact-signatures", "exact-duplicates", "minhash-signatures",
+                     "minhash-buckets", "minhash-clusters"):
+            shutil.rmtree(out / "work" / name, ignore_errors=True)
+        return report
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        self.write()
+        return iter(())
+
+
+def submit_slurm(passes: list[Pass], out: Path, options: SlurmOptions, finish: FinishRun):
+    """One datatrove `SlurmPipelineExecutor` per pass, each depending on the one before, and
+    the report job last; datatrove writes the sbatch scripts next to each pass's logs."""
+    from datatrove.executor import SlurmPipelineExecutor
+
+    previous = None
+    for pipeline_pass in [*passes, Pass("report", 1, [finish])]:
+        logging_dir = out / "work" / "logs" / pipeline_pass.name
+        previous = SlurmPipelineExecutor(
+            pipeline=pipeline_pass.steps, tasks=pipeline_pass.tasks, time=options.time,
+            partition=options.partition, cpus_per_task=options.cpus_per_task,
+            mem_per_cpu_gb=options.mem_per_cpu_gb, workers=options.workers,
+            job_name=f"curate-{pipeline_pass.name}", qos=options.qos or "",
+            sbatch_args={"account": options.account} if options.account else None,
+            depends=previous, logging_dir=str(logging_dir),
+            slurm_logs_folder=str(out / "work" / "slurm" / pipeline_pass.name),
+            requeue=False, mail_type="NONE")
+    previous.run()  # launches its dependencies first, in order
 
 
 class _NoProgress:

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from pretrain.commands.corpus_args import add_corpus_arguments
+from pretrain.errors import PretrainError
 
 
 def add_curate_parsers(sub) -> None:
@@ -29,6 +30,16 @@ def add_curate_parsers(sub) -> None:
     curate.add_argument("--overwrite", action="store_true",
                         help="replace an --output that holds another run")
     curate.add_argument("--json", action="store_true", help="print the report as JSON")
+    slurm = curate.add_argument_group("SLURM (submit the passes as dependent job arrays)")
+    slurm.add_argument("--slurm", action="store_true",
+                       help="submit to SLURM instead of running here; --workers caps the tasks "
+                            "of a pass running at once")
+    slurm.add_argument("--partition", help="SLURM partition (required with --slurm)")
+    slurm.add_argument("--time", default="04:00:00", help="time limit per task")
+    slurm.add_argument("--cpus-per-task", type=int, default=1)
+    slurm.add_argument("--mem-per-cpu-gb", type=int, default=2)
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
     curate.set_defaults(func=run_curate)
 
     noisy = sub.add_parser("noisy-demo", help="the demo corpus with injected noise and "
@@ -52,12 +63,28 @@ def run_curate(args) -> int:
     from data.curate.report import format_report
 
     recipe = load_recipe(args.recipe)
+    slurm = None
+    if args.slurm:
+        from data.curate.pipeline import SlurmOptions
+
+        if not args.partition:
+            raise PretrainError("--slurm needs --partition (slm data curate)")
+        if args.reference_model and not (Path(args.reference_model) / "config.json").is_file():
+            raise PretrainError(f"with --slurm, pass the reference model as an `slm export` "
+                                f"directory ({args.reference_model})")
+        slurm = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.mem_per_cpu_gb,
+                             args.account, args.qos, args.workers if args.workers > 1 else -1)
     with tempfile.TemporaryDirectory(prefix="slm-reference-") as scratch:
         reference = _reference_model_dir(args.reference_model, Path(scratch) / "hf")
         report = curate(recipe, args.input, args.output, tasks=args.tasks, workers=args.workers,
                         text_key=args.text_key, skip_bad_lines=args.skip_bad_lines,
                         exclude_sets=tuple(args.exclude_set), reference_model=reference,
-                        reference_label=args.reference_model, overwrite=args.overwrite)
+                        reference_label=args.reference_model, overwrite=args.overwrite,
+                        slurm=slurm)
+    if report is None:
+        print(f"submitted the curate passes to SLURM; the report will be "
+              f"{args.output}/report.json (sbatch scripts and logs in {args.output}/work)")
+        return 0
     print(json.dumps(report, indent=1) if args.json else format_report(report))
     if not args.json:
         print(f"wrote {args.output}/data ({len(report['output'])} files), report.json, removed/")
