@@ -47,6 +47,18 @@ class Pass:
     layout: list = field(default_factory=list)
 
 
+@dataclass
+class _DataPass:
+    """A pass over the documents: read → `steps` → write, after the `before` passes (the
+    dedup stages that need the previous pass's signatures)."""
+
+    name: str
+    steps: list
+    layout: list
+    before: list = field(default_factory=list)
+    signature: object = None  # a dedup stage-1 step fed by this pass's output stream
+
+
 def build_passes(recipe: Recipe, inputs: list[str], out: Path, tasks: int, *,
                  text_key: str = "text", skip_bad_lines: bool = False,
                  exclude_sets: tuple[str, ...] = (), reference_model: str | None = None
@@ -63,73 +75,73 @@ def build_passes(recipe: Recipe, inputs: list[str], out: Path, tasks: int, *,
                                    exact_dedup_content)
 
     work = out / "work"
-    samples = recipe.samples_per_reason
 
     def removed(stage: str, reason: str):
-        return RemovedSamples(str(work / "removed" / stage), samples, reason) if samples else None
+        per_reason = recipe.samples_per_reason
+        return RemovedSamples(str(work / "removed" / stage), per_reason, reason) \
+            if per_reason else None
 
-    stages: list[tuple[str, list, list]] = []  # (pass name, steps, layout) of the data passes
+    def removal(name: str, step) -> tuple[list, list]:
+        """A removing step and the tally after it, with their report layout."""
+        return [step, Tally(name)], [(0, "filter", name), (1, "tally", name)]
+
     steps = [CorpusReader(inputs, text_key, skip_bad_lines, exclude_sets), Tally("read")]
     layout = [(0, "reader", "read"), (1, "tally", "read")]
     for name, params in recipe.filters:
-        layout += [(len(steps), "filter", name), (len(steps) + 1, "tally", name)]
-        steps += [filter_class(name)(**params, exclusion_writer=removed(name, name)), Tally(name)]
-    if recipe.band is not None:
-        steps.append(ReferenceScorer(reference_model, recipe.band.tokenizer, recipe.band.max_tokens))
-    stages.append(("filter", steps, layout))
+        more, where = removal(name, filter_class(name)(**params,
+                                                       exclusion_writer=removed(name, name)))
+        layout += [(len(steps) + i, role, n) for i, role, n in where]
+        steps += more
+    if recipe.band is not None:  # scored before dedup, so the band pass needs no model
+        steps.append(ReferenceScorer(reference_model, recipe.band.tokenizer,
+                                     recipe.band.max_tokens))
+    data_passes = [_DataPass("filter", steps, layout)]
 
-    passes: list[Pass] = []
-    exact_config = ExactDedupConfig(content_getter=exact_dedup_content)
     if recipe.exact_dedup:
-        stages[-1][1].append(ExactDedupSignature(str(work / "exact-signatures"), exact_config))
-        passes_between = [Pass("exact-find", 1, [ExactFindDedups(
-            str(work / "exact-signatures"), str(work / "exact-duplicates"), exact_config)])]
-        stages.append(("exact-filter", [
-            ExactDedupFilter(str(work / "exact-duplicates"), exact_config,
-                             exclusion_writer=removed("exact_dedup", "exact_duplicate")),
-            Tally("exact_dedup")], [(0, "filter", "exact_dedup"), (1, "tally", "exact_dedup")]))
-        stages[-1] = (*stages[-1][:2], stages[-1][2], passes_between)
+        config = ExactDedupConfig(content_getter=exact_dedup_content)
+        data_passes[-1].signature = ExactDedupSignature(str(work / "exact-signatures"), config)
+        find = ExactFindDedups(str(work / "exact-signatures"), str(work / "exact-duplicates"),
+                               config)
+        data_passes.append(_DataPass("exact-filter", *removal("exact_dedup", ExactDedupFilter(
+            str(work / "exact-duplicates"), config,
+            exclusion_writer=removed("exact_dedup", "exact_duplicate"))),
+            before=[Pass("exact-find", 1, [find])]))
     if recipe.minhash is not None:
         m = recipe.minhash
         config = MinhashConfig(n_grams=m.n_grams, num_buckets=m.buckets,
                                hashes_per_bucket=m.hashes_per_bucket, seed=m.seed)
-        stages[-1][1].append(MinhashDedupSignature(str(work / "minhash-signatures"), config))
-        between = [
-            Pass("minhash-buckets", m.buckets, [MinhashDedupBuckets(
-                str(work / "minhash-signatures"), str(work / "minhash-buckets"), config=config)]),
-            Pass("minhash-cluster", 1, [MinhashDedupCluster(
-                str(work / "minhash-buckets"), str(work / "minhash-clusters"), config=config)],
-                [(0, "cluster", "near_dedup")]),
-        ]
-        stages.append(("minhash-filter", [
-            MinhashDedupFilter(str(work / "minhash-clusters"),
-                               exclusion_writer=removed("near_dedup", "near_duplicate")),
-            Tally("near_dedup")], [(0, "filter", "near_dedup"), (1, "tally", "near_dedup")],
-            between))
+        data_passes[-1].signature = MinhashDedupSignature(str(work / "minhash-signatures"), config)
+        buckets = MinhashDedupBuckets(str(work / "minhash-signatures"),
+                                      str(work / "minhash-buckets"), config=config)
+        cluster = MinhashDedupCluster(str(work / "minhash-buckets"),
+                                      str(work / "minhash-clusters"), config=config)
+        data_passes.append(_DataPass("minhash-filter", *removal("near_dedup", MinhashDedupFilter(
+            str(work / "minhash-clusters"),
+            exclusion_writer=removed("near_dedup", "near_duplicate"))),
+            before=[Pass("minhash-buckets", m.buckets, [buckets]),
+                    Pass("minhash-cluster", 1, [cluster], [(0, "cluster", "near_dedup")])]))
     if recipe.band is not None:
-        b = recipe.band
-        between = [Pass("band-cutpoints", 1, [BandCutpoints(
-            str(work / "passes" / stages[-1][0]), tasks, str(work / "band"), b.keep, b.fraction)])]
-        stages.append(("band-filter", [
-            BandFilter(str(work / "band"), exclusion_writer=removed("band", "band")),
-            Tally("band")], [(0, "filter", "band"), (1, "tally", "band")], between))
+        cutpoints = BandCutpoints(str(work / "passes" / data_passes[-1].name), tasks,
+                                  str(work / "band"), recipe.band.keep, recipe.band.fraction)
+        data_passes.append(_DataPass("band-filter", *removal("band", BandFilter(
+            str(work / "band"), exclusion_writer=removed("band", "band"))),
+            before=[Pass("band-cutpoints", 1, [cutpoints])]))
 
-    # Chain the data passes: each reads what the previous one wrote; the last writes DIR/data.
-    for i, stage in enumerate(stages):
-        name, steps, layout = stage[:3]
-        passes.extend(stage[3] if len(stage) > 3 else [])
-        final = i == len(stages) - 1
+    # Chain them: each data pass reads what the previous one wrote; the last writes DIR/data.
+    # The writer passes the stream on to the next dedup's signature step, which consumes it.
+    passes: list[Pass] = []
+    for i, data_pass in enumerate(data_passes):
+        passes += data_pass.before
+        steps, layout = list(data_pass.steps), list(data_pass.layout)
         if i > 0:
-            steps.insert(0, PassReader(str(work / "passes" / stages[i - 1][0])))
-            layout = [(index + 1, role, stage_name) for index, role, stage_name in layout]
-        folder = out / "data" if final else work / "passes" / name
-        # the writer goes before a trailing signature step, which consumes the stream
-        signature = [s for s in steps if type(s).__name__ in ("ExactDedupSignature",
-                                                               "MinhashDedupSignature")]
-        for s in signature:
-            steps.remove(s)
-        steps += [PassWriter(str(folder), final=final), *signature]
-        passes.append(Pass(name, tasks, steps, layout))
+            steps.insert(0, PassReader(str(work / "passes" / data_passes[i - 1].name)))
+            layout = [(index + 1, role, name) for index, role, name in layout]
+        final = i == len(data_passes) - 1
+        steps.append(PassWriter(str(out / "data" if final else work / "passes" / data_pass.name),
+                                final=final))
+        if data_pass.signature is not None:
+            steps.append(data_pass.signature)
+        passes.append(Pass(data_pass.name, tasks, steps, layout))
     return passes
 
 

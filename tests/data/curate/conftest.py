@@ -26,6 +26,7 @@ def read_output(out: Path) -> list[dict]:
 
 def recipe_file(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "recipe.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
 
