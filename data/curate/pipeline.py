@@ -33,6 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 
 from data import DataError
 from data.curate.recipe import Recipe, filter_class
+from tokenizer import TokenizerError
 
 PLAN_FILE = "plan.json"
 REPORT_FILE = "report.json"
@@ -311,7 +312,9 @@ def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8
         band_model["model"] = reference_label or reference_model
     elif reference_model is not None:
         raise DataError(f"--reference-model given but the recipe has no band ({recipe.path})")
-    plan = {"recipe": recipe.raw, "recipe_path": recipe.path, "inputs": files, "tasks": tasks,
+    # Sizes and modification times too: a resume must never mix tasks of an edited input.
+    inputs_seen = [[path, os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in files]
+    plan = {"recipe": recipe.raw, "recipe_path": recipe.path, "inputs": inputs_seen, "tasks": tasks,
             "text_key": text_key, "skip_bad_lines": skip_bad_lines,
             "exclude_sets": list(exclude_sets),
             "reference_model": reference_label or reference_model}
@@ -330,12 +333,17 @@ def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8
     if resumed and progress:
         print(f"curate: resuming in {out} (finished tasks are skipped)", file=sys.stderr)
     started = time.perf_counter()
-    for index, pipeline_pass in enumerate(passes, start=1):
-        logging_dir = out / "work" / "logs" / pipeline_pass.name
-        executor = local_executor(pipeline_pass, logging_dir, workers)
-        with (_Progress(index, len(passes), pipeline_pass, logging_dir) if progress
-              else _NoProgress()):
-            executor.run()
+    try:
+        for index, pipeline_pass in enumerate(passes, start=1):
+            logging_dir = out / "work" / "logs" / pipeline_pass.name
+            executor = local_executor(pipeline_pass, logging_dir, workers)
+            with (_Progress(index, len(passes), pipeline_pass, logging_dir) if progress
+                  else _NoProgress()):
+                executor.run()
+    except (DataError, TokenizerError):  # found mid-run (a bad record): no half-done output
+        if not resumed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return finish.write(seconds=time.perf_counter() - started)
 
 

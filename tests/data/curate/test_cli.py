@@ -85,3 +85,23 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(tmp_path, slm):
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming" in resumed.stderr
     assert _data_bytes(out) == _data_bytes(tmp_path / "whole")
+
+
+def test_a_bad_record_is_an_error_naming_file_and_line_and_leaves_no_output(tmp_path, slm):
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text('{"text": "one fine document here", "id": 1}\nnot json\n')
+    proc = slm("data", "curate", "--input", corpus, "--recipe", CONFIGS / "dedup.yaml",
+               "--output", tmp_path / "out", "--tasks", "1")
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("curate [")]
+    assert errors == [f"error: not JSON ({corpus}:2); --skip-bad-lines skips such records"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_edited_input_is_not_resumed_into_an_old_run(tmp_path, slm):
+    corpus = write_jsonl(tmp_path / "in.jsonl", _records(4))
+    args = ["data", "curate", "--input", corpus, "--recipe", CONFIGS / "dedup.yaml",
+            "--output", tmp_path / "out", "--tasks", "1"]
+    assert slm(*args).returncode == 0
+    write_jsonl(corpus, _records(5))
+    assert_user_error(slm(*args), "another recipe, inputs or task count", "--overwrite")
