@@ -188,8 +188,8 @@ def score_dedup(truth: dict, all_ids: list[str], kept_ids: set[str],
         expected += len(docs) - 1
         true_removals += min(removed, len(docs) - 1)
         false_removals += max(0, removed - (len(docs) - 1))
-    false_removals += sum(doc not in kept_ids and doc not in member and doc not in removed_by_filters
-                          for doc in all_ids)
+    false_removals += sum(doc not in kept_ids and doc not in member
+                          and doc not in removed_by_filters for doc in all_ids)
     removals = true_removals + false_removals
     return {"recall": true_removals / expected if expected else 1.0,
             "precision": true_removals / removals if removals else 1.0,

@@ -120,7 +120,8 @@ class BandCutpoints(PipelineStep):
     def __init__(self, input_folder: str, tasks: int, output_folder: str, keep: str,
                  fraction: float):
         super().__init__()
-        self.input_folder, self.tasks, self.output_folder = str(input_folder), tasks, str(output_folder)
+        self.input_folder, self.output_folder = str(input_folder), str(output_folder)
+        self.tasks = tasks
         self.keep, self.fraction = keep, fraction
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1):

@@ -154,7 +154,8 @@ def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: i
     logger.remove()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
     logger.add(logfile, colorize=False, level="DEBUG",
-               format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}")
+               format="{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line}"
+                      " - {message}")
     logger.info(f"Launching pipeline for {rank=}")
     return logfile
 
