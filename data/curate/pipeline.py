@@ -330,7 +330,6 @@ def curate(recipe: Recipe, inputs: list[str], out: str | Path, *, tasks: int = 8
         submit_slurm(passes, out, slurm, finish)
         return None
     _console_warnings_only()
-    os.environ.setdefault("TQDM_DISABLE", "1")  # datatrove's per-stage bars; we print progress
     if resumed and progress:
         print(f"curate: resuming in {out} (finished tasks are skipped)", file=sys.stderr)
     started = time.perf_counter()

@@ -54,9 +54,14 @@ def add_curate_parsers(sub) -> None:
 
 
 def run_curate(args) -> int:
+    import os
+
     from data.curate import require_datatrove
 
     require_datatrove()
+    # datatrove's own bars would interleave with our per-pass progress lines; tqdm reads this
+    # when it is first imported, which is below (datatrove imports it).
+    os.environ.setdefault("TQDM_DISABLE", "1")
     from data.curate.pipeline import curate
     from data.curate.recipe import load_recipe
     from data.curate.report import format_report
