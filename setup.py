@@ -13,12 +13,15 @@ EXTRAS = {
     "eval": ["lm-eval[hf]>=0.4.9,<0.5"],
     # Weights & Biases beside CSV and TensorBoard (the `wandb:` section of `slm pretrain`).
     "wandb": ["wandb"],
+    # `slm data curate`: datatrove's pipelines, filters and dedup; spaCy's blank English
+    # pipeline splits words (no model download); xxhash<4 because datatrove hashes str.
+    "curate": ["datatrove>=0.10", "spacy>=3.8", "xxhash<4"],
     # liger-kernel (and Triton with it) and torchao so the GPU kernels' parity tests run on a
     # CPU too: liger's under Triton's interpreter (tests/kernels/liger), float8 on torch's CPU
     # float8 matmul (tests/kernels/test_float8.py).
     "test": ["pytest>=8", "pytest-timeout", "transformers>=4.45", "huggingface_hub>=0.25",
              "tokenizers>=0.20", "protobuf", "pyyaml", "liger-kernel", "torchao",
-             "lm-eval[hf]>=0.4.9,<0.5", "wandb"],
+             "lm-eval[hf]>=0.4.9,<0.5", "wandb", "datatrove>=0.10", "spacy>=3.8", "xxhash<4"],
 }
 
 setup(

@@ -26,7 +26,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from tokenizer import TokenizerError
 
@@ -87,6 +87,30 @@ def iter_documents(path: str | Path, *, text_key: str = "text", skip_bad_lines: 
     jsonl records whose ``meta.redpajama_set_name`` is listed; that is a choice, not an error,
     so it is counted whatever `skip_bad_lines` says.
     """
+    for record in iter_records(path, text_key=text_key, skip_bad_lines=skip_bad_lines,
+                               skips=skips, exclude_sets=exclude_sets):
+        yield record.text
+
+
+class CorpusRecord(NamedTuple):
+    """One document with where it came from: `line` is the 1-based jsonl line (parquet row;
+    1 for a .txt file) and `fields` the record's other keys (jsonl: every key but the text;
+    parquet: the ``id`` column when there is one; .txt: none)."""
+
+    text: str
+    line: int
+    fields: dict
+
+
+def iter_records(path: str | Path, *, text_key: str = "text", skip_bad_lines: bool = False,
+                 skips: Counter | None = None, exclude_sets: Iterable[str] = (),
+                 wanted: Callable[[int], bool] | None = None) -> Iterator[CorpusRecord]:
+    """`iter_documents` with each document's line and other fields (for `data curate`).
+
+    `wanted(line)`, when given, picks the records to parse: lines it rejects are passed over
+    unread (not decoded, not validated, not counted), so that workers sharing one file by
+    line number each parse only their own share.
+    """
     path = Path(path)
     suffix = input_suffix(path)
     if suffix is None:
@@ -94,6 +118,7 @@ def iter_documents(path: str | Path, *, text_key: str = "text", skip_bad_lines: 
     if not path.is_file():
         raise CorpusError(f"no such file ({path})")
     skips = Counter() if skips is None else skips
+    wanted = wanted or _every_line
 
     def bad(reason: str, where: str) -> None:
         if not skip_bad_lines:
@@ -101,12 +126,17 @@ def iter_documents(path: str | Path, *, text_key: str = "text", skip_bad_lines: 
         skips[reason] += 1
 
     if suffix == ".txt":
-        yield from _txt_documents(path, bad)
+        if wanted(1):
+            yield from _txt_documents(path, bad)
     elif suffix == ".parquet":
-        yield from _parquet_documents(path, text_key, bad)
+        yield from _parquet_documents(path, text_key, bad, wanted)
     else:
         lines = _zst_lines(path) if suffix == ".jsonl.zst" else _plain_lines(path)
-        yield from _jsonl_documents(lines, text_key, frozenset(exclude_sets), bad, skips)
+        yield from _jsonl_documents(lines, text_key, frozenset(exclude_sets), bad, skips, wanted)
+
+
+def _every_line(line: int) -> bool:
+    return True
 
 
 def _txt_documents(path: Path, bad) -> Iterator[str]:
@@ -118,15 +148,15 @@ def _txt_documents(path: Path, bad) -> Iterator[str]:
     except OSError as e:
         raise CorpusError(f"cannot read file: {e.strerror} ({path})") from None
     if text:
-        yield text
+        yield CorpusRecord(text, 1, {})
     else:
         bad("empty document", "1")
 
 
 def _jsonl_documents(lines: Iterator[bytes], text_key: str, exclude_sets: frozenset[str],
-                     bad, skips: Counter) -> Iterator[str]:
+                     bad, skips: Counter, wanted: Callable[[int], bool]) -> Iterator[CorpusRecord]:
     for line_number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not wanted(line_number) or not line.strip():
             continue
         try:
             record = json.loads(line)
@@ -151,7 +181,8 @@ def _jsonl_documents(lines: Iterator[bytes], text_key: str, exclude_sets: frozen
         elif not text:
             bad("empty document", str(line_number))
         else:
-            yield text
+            del record[text_key]
+            yield CorpusRecord(text, line_number, record)
 
 
 def _plain_lines(path: Path) -> Iterator[bytes]:
@@ -197,7 +228,8 @@ def _zst_lines(path: Path) -> Iterator[bytes]:
         yield pending
 
 
-def _parquet_documents(path: Path, text_key: str, bad) -> Iterator[str]:
+def _parquet_documents(path: Path, text_key: str, bad,
+                       wanted: Callable[[int], bool]) -> Iterator[CorpusRecord]:
     import pyarrow
     import pyarrow.parquet as pq
 
@@ -212,16 +244,21 @@ def _parquet_documents(path: Path, text_key: str, bad) -> Iterator[str]:
     column_type = parquet.schema_arrow.field(text_key).type
     if not (pyarrow.types.is_string(column_type) or pyarrow.types.is_large_string(column_type)):
         raise CorpusError(f"parquet column '{text_key}' holds {column_type}, not strings ({path})")
+    id_column = ["id"] if "id" in columns and text_key != "id" else []
     row_number = 0
     try:
-        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS, columns=[text_key]):
-            for text in batch.column(0).to_pylist():
+        for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS,
+                                          columns=[text_key, *id_column]):
+            ids = batch.column(1).to_pylist() if id_column else None
+            for index, text in enumerate(batch.column(0).to_pylist()):
                 row_number += 1
+                if not wanted(row_number):
+                    continue
                 if text is None:
                     bad(f"'{text_key}' is null", str(row_number))
                 elif not text:
                     bad("empty document", str(row_number))
                 else:
-                    yield text
+                    yield CorpusRecord(text, row_number, {"id": ids[index]} if ids else {})
     except pyarrow.ArrowException as e:
         raise CorpusError(f"corrupt parquet data after row {row_number}: {e} ({path})") from None

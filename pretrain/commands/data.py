@@ -1,5 +1,5 @@
 """`slm data prepare | inspect | bench`: corpus -> token shards, what a shard dir holds, and
-how fast the stream and prepare run."""
+how fast the stream and prepare run. `curate` and `noisy-demo` live in `commands/curate.py`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pretrain.commands.corpus_args import add_corpus_arguments
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="prepare, inspect and benchmark token shards")
+    parser = subparsers.add_parser("data", help="prepare, inspect and benchmark token shards; "
+                                                "curate a corpus")
     sub = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     prepare = sub.add_parser("prepare", help="tokenise a corpus into packed token shards")
@@ -52,6 +53,10 @@ def add_parser(subparsers) -> None:
     bench.add_argument("--no-prepare", action="store_true", help="stream figures only")
     bench.add_argument("--json", action="store_true")
     bench.set_defaults(func=run_bench)
+
+    from pretrain.commands.curate import add_curate_parsers
+
+    add_curate_parsers(sub)
 
 
 def run_prepare(args) -> int:
