@@ -40,7 +40,8 @@ _ENVIRONMENT = """\
 export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"
 export PYTHONUNBUFFERED=1
 # A rank stuck in a collective (dead peer, network fault) aborts the job instead of hanging
-# until the time limit; SLURM then requeues it and it resumes from the last checkpoint.
+# until the time limit. With `fault.step_timeout_s` set, every rank's stacks go to RUN_DIR/hang/
+# first and the job is requeued (end of this script), resuming from the last checkpoint.
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 # NCCL prints warnings only; set NCCL_DEBUG=INFO to see the rings/trees and transports chosen.
 export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
@@ -131,9 +132,26 @@ def _launch(job: SlurmJob) -> str:
             'mkdir -p "$RUN_DIR"\n'
             'echo "job ${SLURM_JOB_ID} (restart ${SLURM_RESTART_COUNT:-0}) on '
             '${SLURM_JOB_NODELIST}: $CONFIG -> $RUN_DIR"\n'
+            'started="$RUN_DIR/slurm/.started-${SLURM_JOB_ID}"\n'
+            'mkdir -p "$RUN_DIR/slurm" && touch "$started"\n'
+            'status=0\n'
             'srun --kill-on-bad-exit=1 "$PYTHON" -m pretrain.cli pretrain \\\n'
             '    --config "$CONFIG" \\\n'
-            '    --trainer.default_root_dir "$RUN_DIR"' + arg_lines + "\n")
+            '    --trainer.default_root_dir "$RUN_DIR"' + arg_lines + " || status=$?\n"
+            + _HANG_REQUEUE)
+
+
+# `fault.step_timeout_s`: a hung step writes every rank's stacks to RUN_DIR/hang/ and exits
+# non-zero. Requeue only then (a stack dump newer than this job's start), so that `--ckpt_path
+# last` resumes; any other failure ends the job as it is, instead of looping.
+_HANG_REQUEUE = """\
+if [ "$status" -ne 0 ] && [ -n "$(find "$RUN_DIR/hang" -type f -size +0 -newer "$started" 2>/dev/null)" ]; then
+  echo "hung step (stacks in $RUN_DIR/hang): requeueing job ${SLURM_JOB_ID}"
+  scontrol requeue "${SLURM_JOB_ID}"
+fi
+rm -f "$started"
+exit "$status"
+"""
 
 
 def _paired(args: list[str]) -> list[str]:

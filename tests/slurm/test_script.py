@@ -107,8 +107,9 @@ def test_extra_pretrain_args_come_last_so_they_win(dry_run, tmp_path):
     config = write_config(tmp_path / "run.yaml", tmp_path / "run")
     dry_run("--config", config, "--", "--trainer.max_steps", "9", "--model.lr", "1e-3")
     script = only_script(tmp_path / "run").read_text()
-    launch = script[script.index("srun "):]
-    assert launch.rstrip().endswith("--trainer.max_steps 9 \\\n    --model.lr 1e-3")
+    launch = script[script.index("srun "):].splitlines()
+    command = launch[:next(i for i, line in enumerate(launch) if "|| status=$?" in line) + 1]
+    assert "\n".join(command).endswith("--trainer.max_steps 9 \\\n    --model.lr 1e-3 || status=$?")
 
 
 def test_run_dir_flag_overrides_config(dry_run, tmp_path):
@@ -202,3 +203,38 @@ def test_no_sbatch_on_path(slm, tmp_path):
 
 def test_status_of_a_dir_without_jobs_or_checkpoints(slm_here, tmp_path):
     assert_user_error(slm_here("slurm", "status", tmp_path), "no SLURM job recorded")
+
+
+def run_launch_with_fake_srun(script: Path, tmp_path: Path, srun_body: str) -> tuple[int, list[str]]:
+    """Run the sbatch script with `srun` and `scontrol` replaced by shell stubs on PATH (no
+    cluster); returns its exit status and the `scontrol` calls it made."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "scontrol.calls"
+    (bin_dir / "srun").write_text("#!/bin/bash\n" + srun_body)
+    (bin_dir / "scontrol").write_text(f'#!/bin/bash\necho "$*" >> {calls}\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "node1", "HOME": str(tmp_path)}
+    proc = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    return proc.returncode, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_hung_step_is_requeued(dry_run, tmp_path):
+    run_dir = tmp_path / "run"
+    dry_run("--config", write_config(tmp_path / "run.yaml", run_dir))
+    # As fault.step_timeout_s does: stacks into RUN_DIR/hang/, then a non-zero exit.
+    srun = f'mkdir -p {run_dir}/hang && echo "Thread 0x1 (most recent call first):" >> {run_dir}/hang/rank0.txt\nexit 1\n'
+    status, calls = run_launch_with_fake_srun(only_script(run_dir), tmp_path, srun)
+    assert status == 1
+    assert calls == ["requeue 77"]
+
+
+def test_other_failures_and_old_stack_dumps_are_not_requeued(dry_run, tmp_path):
+    run_dir = tmp_path / "run"
+    dry_run("--config", write_config(tmp_path / "run.yaml", run_dir))
+    (run_dir / "hang").mkdir(parents=True)
+    (run_dir / "hang" / "rank0.txt").write_text("a dump from an earlier job\n")
+    status, calls = run_launch_with_fake_srun(only_script(run_dir), tmp_path, "exit 3\n")
+    assert status == 3
+    assert calls == []
