@@ -209,9 +209,16 @@ _SAVED_OPS = {
 
 
 def apply_compile(model: nn.Module) -> None:
-    """``torch.compile`` each block in place (parameter names and checkpoints are unchanged)."""
+    """``torch.compile(fullgraph=True)`` each block's ``forward``, before ``fully_shard``.
+
+    As torchtitan does, the compiled region is the block's own computation and FSDP2's hooks
+    (all-gather before, reshard after), which ``fully_shard`` registers on the block, run
+    outside it: ``nn.Module.__call__`` runs the hooks and then calls ``forward``.
+    (``block.compile()`` would compile ``__call__``, hooks included; torchtitan's
+    ``torch.compile(block)`` wrapper would prefix every key with ``_orig_mod.``.) The module
+    tree, parameter names and checkpoint keys are those of the eager model."""
     for block in model.layers:
-        block.compile(fullgraph=True)
+        block.forward = torch.compile(block.forward, fullgraph=True)
 
 
 def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float32) -> None:
@@ -225,9 +232,15 @@ def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    # A block's floating-point inputs are the hidden states, already in ``param_dtype`` (they
+    # come from the embedding and the blocks, which compute in it), and the rotary cos/sin
+    # tables, float32 by contract: left to the default ``cast_forward_inputs=True``, FSDP2
+    # would round the tables to bf16, unlike single-device (autocast) training and evaluation.
+    block_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32,
+                                        cast_forward_inputs=False)
     last = len(model.layers) - 1
     for index, block in enumerate(model.layers):
-        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=index < last)
+        fully_shard(block, mesh=mesh, mp_policy=block_policy, reshard_after_forward=index < last)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=False)
     register_fsdp_forward_method(model, "forward_hidden")
 
