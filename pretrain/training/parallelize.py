@@ -115,12 +115,14 @@ def naming(key: str):
 def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: int,
                          mixed_precision: str = "bf16", fused_ops: str | FusedOps = "none",
                          float8: bool = False, activation_checkpointing: str = "none",
-                         compile: bool = False) -> nn.Module:
+                         compile: bool = False, fsdp_param_dtype: torch.dtype | None = None) -> nn.Module:
     """Construct, parallelise, materialise and initialise a ``Llama`` on ``device``, sharded
     with FSDP2 over ``mesh`` when given: fused kernels, float8 linears, then activation
     checkpointing, compile and FSDP2, in that order (check the kernels first: ``check_kernels``).
     The initial weights depend only on ``(config, init_seed)``, not on the mesh or world size
-    (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
+    (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded).
+    ``fsdp_param_dtype`` overrides the FSDP2 policy's compute dtype (default: bf16 on CUDA with
+    ``mixed_precision="bf16"``, else fp32); ``pretrain.memory_estimate`` sets bf16 on CPU."""
     from model import Llama
 
     sharded = mesh is not None
@@ -137,7 +139,8 @@ def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: 
     if compile:
         apply_compile(model)
     if sharded:
-        param_dtype = torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32
+        param_dtype = fsdp_param_dtype or (
+            torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32)
         apply_fsdp(model, mesh, param_dtype=param_dtype)
     if meta_init:
         model.to_empty(device=device)
