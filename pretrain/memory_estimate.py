@@ -49,9 +49,11 @@ FUSED_OPS_STANDIN = {"none": "none", "torch": "torch", "auto": "torch", "liger":
 class _FakeScalars(TorchDispatchMode):
     """Answers a fake tensor's ``.item()`` / ``bool()`` (which have no value) with 1: the step
     sees a finite loss and gradient norm and updates, its most memory-hungry path; AdamW's step
-    count reads as 1."""
+    count reads as 1. Also answers ``.device`` without a trip through ``FakeTensorMode``."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.prim.device.default and hasattr(args[0], "fake_device"):
+            return args[0].fake_device  # asked ~10 times per op by the tracker: answer it here
         if func is torch.ops.aten._local_scalar_dense.default:
             dtype = args[0].dtype
             return True if dtype == torch.bool else 1.0 if dtype.is_floating_point else 1
