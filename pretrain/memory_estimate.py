@@ -192,8 +192,9 @@ def estimate_memory(settings: BenchSettings, devices: int, cards_gib: dict[str, 
     if settings.fp8:
         raise PretrainError("the memory estimate does not model float8 training (torchao's "
                             "float8 linears need a GPU) (--fp8)")
-    if settings.dtype is not None and settings.dtype not in DTYPES:
-        raise PretrainError(f"--dtype must be one of {', '.join(DTYPES)}, got {settings.dtype!r}")
+    if settings.noise_scale:
+        raise PretrainError("the memory estimate does not model the noise scale's extra gradient "
+                            "reduction (--noise-scale)")
     config = LlamaConfig.from_name(settings.model, **settings.overrides)
     seq_len = settings.seq_len or config.max_seq_len
     if seq_len > config.max_seq_len:

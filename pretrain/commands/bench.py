@@ -89,7 +89,7 @@ def estimate(settings, args) -> int:
     from pretrain.memory_estimate import estimate_memory, format_estimate
 
     for flag, given in (("--compare", args.compare), ("--device", args.device), ("--strategy", args.strategy),
-                        ("--steps", args.steps), ("--warmup", args.warmup), ("--noise-scale", args.noise_scale)):
+                        ("--steps", args.steps), ("--warmup", args.warmup)):
         if given is not None:
             raise PretrainError(f"{flag} does not apply to --estimate-memory, which models one FSDP2 "
                                 f"training step on CUDA GPUs ({flag})")

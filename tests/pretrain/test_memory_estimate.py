@@ -75,6 +75,7 @@ def test_the_estimate_allocates_no_real_memory_for_a_billion_parameter_model():
     (["--model", "debug-100k", "--fp8"], ["float8", "(--fp8)"]),
     (["--model", "debug-100k", "--steps", "3"], ["(--steps)"]),
     (["--model", "debug-100k", "--compare", "hf"], ["(--compare)"]),
+    (["--model", "debug-100k", "--noise-scale", "--accumulation", "2"], ["(--noise-scale)"]),
     (["--micro-batch-size", "2"], ["give --model NAME or --config FILE.yaml"]),
 ])
 def test_estimate_memory_user_mistakes_are_one_error_line(flags, fragments, capsys):
