@@ -93,7 +93,13 @@ def estimate(settings, args) -> int:
         if given is not None:
             raise PretrainError(f"{flag} does not apply to --estimate-memory, which models one FSDP2 "
                                 f"training step on CUDA GPUs ({flag})")
-    report = estimate_memory(settings, 1 if args.devices is None else args.devices)
+    devices = 1 if args.devices is None else args.devices
+    if args.config and args.accumulation is None and devices > 1:
+        # the recipe's accumulation at one device → at `devices` (same global batch)
+        from dataclasses import replace
+
+        settings = replace(settings, accumulation=max(1, settings.accumulation // devices))
+    report = estimate_memory(settings, devices)
     print(json.dumps(report) if args.json else format_estimate(report))
     return 0
 

@@ -86,3 +86,15 @@ def test_estimate_memory_user_mistakes_are_one_error_line(flags, fragments, caps
 def test_devices_without_estimate_memory_is_a_user_error(capsys):
     proc = slm_in_process(capsys, "bench", "--model", "debug-100k", "--devices", "2")
     assert_user_error(proc, "--devices applies to --estimate-memory only")
+
+
+def test_a_recipes_accumulation_is_taken_at_the_estimated_device_count(capsys):
+    from pathlib import Path
+
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "demo-cpu.yaml"
+    proc = slm_in_process(capsys, "bench", "--estimate-memory", "--config", recipe, "--seq-len", "32",
+                          "--devices", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    from pretrain.commands.bench import recipe_settings
+
+    assert json.loads(proc.stdout)["accumulation"] == max(1, recipe_settings(recipe)["accumulation"] // 2)
