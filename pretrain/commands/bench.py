@@ -1,5 +1,7 @@
 """`slm bench (--model NAME | --config FILE.yaml) [...] [--json] [--compare hf]`: throughput,
-MFU and peak memory of the training step `slm pretrain` runs (see `pretrain/bench.py`)."""
+MFU and peak memory of the training step `slm pretrain` runs (see `pretrain/bench.py`);
+`--estimate-memory [--devices N]` predicts its peak GPU memory per rank without a GPU
+(`pretrain/memory_estimate.py`)."""
 
 from __future__ import annotations
 
@@ -52,6 +54,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="CPU threads for torch")
     p.add_argument("--seed", type=int, help="seed of weights and random tokens (default 0)")
     p.add_argument("--compare", choices=["hf"], help="also time transformers' LlamaForCausalLM")
+    p.add_argument("--estimate-memory", action="store_true",
+                   help="predict peak GPU memory per rank of FSDP2 training without a GPU (fake "
+                        "tensors + torch's FSDP2 memory tracker; see pretrain/memory_estimate.py)")
+    p.add_argument("--devices", type=int, metavar="N",
+                   help="GPUs FSDP2 shards over, for --estimate-memory (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 
@@ -69,8 +76,33 @@ def run(args) -> int:
     chosen.update({key: value for key, value in flags.items() if value is not None})
     if "model" not in chosen:
         raise PretrainError("give --model NAME or --config FILE.yaml (slm bench)")
+    if args.estimate_memory:
+        return estimate(BenchSettings(**chosen), args)
+    if args.devices is not None:
+        raise PretrainError("--devices applies to --estimate-memory only; a benchmark runs on one "
+                            "device (--devices)")
     report = run_bench(BenchSettings(**chosen), compare_hf=args.compare == "hf")
     print(json.dumps(report) if args.json else format_report(report))
+    return 0
+
+
+def estimate(settings, args) -> int:
+    """`--estimate-memory`: the predicted peak memory per GPU (pretrain/memory_estimate.py)."""
+    from pretrain.memory_estimate import estimate_memory, format_estimate
+
+    for flag, given in (("--compare", args.compare), ("--device", args.device), ("--strategy", args.strategy),
+                        ("--steps", args.steps), ("--warmup", args.warmup)):
+        if given is not None:
+            raise PretrainError(f"{flag} does not apply to --estimate-memory, which models one FSDP2 "
+                                f"training step on CUDA GPUs ({flag})")
+    devices = 1 if args.devices is None else args.devices
+    if args.config and args.accumulation is None and devices > 1:
+        # the recipe's accumulation at one device → at `devices` (same global batch)
+        from dataclasses import replace
+
+        settings = replace(settings, accumulation=max(1, settings.accumulation // devices))
+    report = estimate_memory(settings, devices)
+    print(json.dumps(report) if args.json else format_estimate(report))
     return 0
 
 

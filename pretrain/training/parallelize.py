@@ -115,12 +115,14 @@ def naming(key: str):
 def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: int,
                          mixed_precision: str = "bf16", fused_ops: str | FusedOps = "none",
                          float8: bool = False, activation_checkpointing: str = "none",
-                         compile: bool = False) -> nn.Module:
+                         compile: bool = False, fsdp_param_dtype: torch.dtype | None = None) -> nn.Module:
     """Construct, parallelise, materialise and initialise a ``Llama`` on ``device``, sharded
     with FSDP2 over ``mesh`` when given: fused kernels, float8 linears, then activation
     checkpointing, compile and FSDP2, in that order (check the kernels first: ``check_kernels``).
     The initial weights depend only on ``(config, init_seed)``, not on the mesh or world size
-    (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded)."""
+    (on GPU with FSDP2, DTensor's RNG keeps sharded initialisation equal to unsharded).
+    ``fsdp_param_dtype`` overrides the FSDP2 policy's compute dtype (default: bf16 on CUDA with
+    ``mixed_precision="bf16"``, else fp32); ``pretrain.memory_estimate`` sets bf16 on CPU."""
     from model import Llama
 
     sharded = mesh is not None
@@ -137,7 +139,8 @@ def build_parallel_model(config, device: torch.device, mesh=None, *, init_seed: 
     if compile:
         apply_compile(model)
     if sharded:
-        param_dtype = torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32
+        param_dtype = fsdp_param_dtype or (
+            torch.bfloat16 if mixed_precision == "bf16" and device.type == "cuda" else torch.float32)
         apply_fsdp(model, mesh, param_dtype=param_dtype)
     if meta_init:
         model.to_empty(device=device)
@@ -209,9 +212,16 @@ _SAVED_OPS = {
 
 
 def apply_compile(model: nn.Module) -> None:
-    """``torch.compile`` each block in place (parameter names and checkpoints are unchanged)."""
+    """``torch.compile(fullgraph=True)`` each block's ``forward``, before ``fully_shard``.
+
+    As torchtitan does, the compiled region is the block's own computation and FSDP2's hooks
+    (all-gather before, reshard after), which ``fully_shard`` registers on the block, run
+    outside it: ``nn.Module.__call__`` runs the hooks and then calls ``forward``.
+    (``block.compile()`` would compile ``__call__``, hooks included; torchtitan's
+    ``torch.compile(block)`` wrapper would prefix every key with ``_orig_mod.``.) The module
+    tree, parameter names and checkpoint keys are those of the eager model."""
     for block in model.layers:
-        block.compile(fullgraph=True)
+        block.forward = torch.compile(block.forward, fullgraph=True)
 
 
 def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float32) -> None:
@@ -225,9 +235,15 @@ def apply_fsdp(model: nn.Module, mesh, *, param_dtype: torch.dtype = torch.float
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
 
     policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32)
+    # A block's floating-point inputs are the hidden states, already in ``param_dtype`` (they
+    # come from the embedding and the blocks, which compute in it), and the rotary cos/sin
+    # tables, float32 by contract: left to the default ``cast_forward_inputs=True``, FSDP2
+    # would round the tables to bf16, unlike single-device (autocast) training and evaluation.
+    block_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=torch.float32,
+                                        cast_forward_inputs=False)
     last = len(model.layers) - 1
     for index, block in enumerate(model.layers):
-        fully_shard(block, mesh=mesh, mp_policy=policy, reshard_after_forward=index < last)
+        fully_shard(block, mesh=mesh, mp_policy=block_policy, reshard_after_forward=index < last)
     fully_shard(model, mesh=mesh, mp_policy=policy, reshard_after_forward=False)
     register_fsdp_forward_method(model, "forward_hidden")
 
