@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import Callback
 
 from pretrain.errors import PretrainError
 from pretrain.eval.benchmarks import load_task
+from pretrain.eval.bos import Bos, resolve_bos
 from pretrain.eval.eval_csv import EVAL_CSV, merge_rows, result_rows
 from pretrain.eval.evaluate import PreparedTask, item_outcomes, prepare_task
 from pretrain.eval.metrics import STATS, outcome_stats, task_metrics
@@ -49,10 +50,11 @@ class DownstreamEval(Callback):
     """Evaluate ``tasks`` ({NAME: FILE}, as ``slm eval --task NAME=FILE``) every
     ``every_n_steps`` optimizer steps (0 = only at the end) and when training ends (``at_end``).
     ``limit``: first N items per task; ``batch_size``: requests per forward; ``tokenizer``:
-    default the one the training data was prepared with; ``bos``: as ``slm eval --bos``."""
+    default the one the training data was prepared with; ``bos``: True/False as ``slm eval
+    --bos/--no-bos``, default None: what the tokenizer says (lm-eval's default, as ``slm eval``)."""
 
     def __init__(self, tasks: dict[str, str], every_n_steps: int = 0, limit: int | None = None,
-                 batch_size: int = 16, tokenizer: str | None = None, bos: bool = False,
+                 batch_size: int = 16, tokenizer: str | None = None, bos: bool | None = None,
                  at_end: bool = True):
         if not tasks:
             raise PretrainError("DownstreamEval needs at least one task (trainer.callbacks: tasks)")
@@ -64,6 +66,7 @@ class DownstreamEval(Callback):
         self.tokenizer, self.bos, self.at_end = tokenizer, bos, at_end
         self._tasks = None
         self._prepared: list[PreparedTask] | None = None
+        self._bos: Bos | None = None
         self._last_step: int | None = None
 
     # ---- hooks --------------------------------------------------------------------------
@@ -112,7 +115,7 @@ class DownstreamEval(Callback):
             logger.log_metrics(metrics, step=step)
         if trainer.is_global_zero:
             merge_rows(Path(trainer.default_root_dir) / EVAL_CSV,
-                       result_rows(step, tokens, results, SOURCE, wall))
+                       result_rows(step, tokens, results, SOURCE, wall, self._bos))
             summary = ", ".join(f"{name} acc {m['acc']:.4f}" for name, m in results.items())
             log.info("step %d: downstream eval in %.1f s: %s", step, wall, summary)
         return results
@@ -126,7 +129,9 @@ class DownstreamEval(Callback):
                 raise PretrainError("DownstreamEval needs a tokenizer: none is recorded with the "
                                     "data; set tokenizer: DIR (trainer.callbacks)")
             tokenizer = tok.load(path)
-            self._prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, self.bos)
+            self._bos = resolve_bos(self.bos, path, tokenizer.bos_id)
+            log.info("downstream eval: BOS %s (%s)", "first" if self._bos.bos else "not added", self._bos.why)
+            self._prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, self._bos.bos)
                               for task in self._tasks]
         return self._prepared
 
