@@ -66,13 +66,24 @@ class DownstreamEval(Callback):
         self.tokenizer, self.bos, self.at_end = tokenizer, bos, at_end
         self._tasks = None
         self._prepared: list[PreparedTask] | None = None
+        self._tokenizer = None
         self._bos: Bos | None = None
         self._last_step: int | None = None
 
     # ---- hooks --------------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
-        # Read (and check) the task files before any training, so a bad one fails fast.
+        # Read (and check) the task files and the tokenizer's BOS answer before any training,
+        # so a bad one fails fast.
+        import tokenizer as tok
+
         self._tasks = [load_task(name, file, self.limit) for name, file in self.task_files.items()]
+        path = self.tokenizer or getattr(trainer.datamodule, "tokenizer_dir", None)
+        if path is None:
+            raise PretrainError("DownstreamEval needs a tokenizer: none is recorded with the "
+                                "data; set tokenizer: DIR (trainer.callbacks)")
+        self._tokenizer = tok.load(path)
+        self._bos = resolve_bos(self.bos, path, self._tokenizer.bos_id)
+        log.info("downstream eval: BOS %s (%s)", "first" if self._bos.bos else "not added", self._bos.why)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -122,16 +133,7 @@ class DownstreamEval(Callback):
 
     def _prepare(self, trainer, model) -> list[PreparedTask]:
         if self._prepared is None:
-            import tokenizer as tok
-
-            path = self.tokenizer or getattr(trainer.datamodule, "tokenizer_dir", None)
-            if path is None:
-                raise PretrainError("DownstreamEval needs a tokenizer: none is recorded with the "
-                                    "data; set tokenizer: DIR (trainer.callbacks)")
-            tokenizer = tok.load(path)
-            self._bos = resolve_bos(self.bos, path, tokenizer.bos_id)
-            log.info("downstream eval: BOS %s (%s)", "first" if self._bos.bos else "not added", self._bos.why)
-            self._prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, self._bos.bos)
+            self._prepared = [prepare_task(task, self._tokenizer, model.config.max_seq_len, self._bos.bos)
                               for task in self._tasks]
         return self._prepared
 

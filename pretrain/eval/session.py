@@ -63,7 +63,8 @@ class Session:
             tokenizer = tok.load(target.tokenizer_dir)
             bos = resolve_bos(self.bos, target.tokenizer_dir, tokenizer.bos_id)
             rows = read_rows(csv_path) if csv_path else []
-            if csv_path and all(is_evaluated(rows, target.step, t.name, len(t.items), bos.bos) for t in self.tasks):
+            if csv_path and all(is_evaluated(rows, target.step, t.name, len(t.items), bos.bos)
+                                for t in self.tasks):
                 log.info("%s: already in %s, skipped", target.name, csv_path)
                 results = results_from_rows(rows, target.step, [t.name for t in self.tasks])
                 self.evaluated.append(Evaluated(target, results, bos, skipped=True))

@@ -98,3 +98,17 @@ def test_edge_contexts_score_as_lm_eval_defaults(hf_export):
     theirs = [ll for ll, _ in _lm_eval(hf_export, None).loglikelihood(
         [Instance("loglikelihood", {}, pair, 0) for pair in pairs], disable_tqdm=True)]
     assert ours == pytest.approx(theirs, abs=1e-4)
+
+
+@pytest.mark.parametrize("flags, expected", [((), (True, "tokenizer")), (("--no-bos",), (False, "flag"))])
+def test_compare_lm_eval_scores_both_tools_with_the_same_bos(capsys, flags, expected, hf_export, public_files):
+    import json
+
+    from tests.pretrain.cli_in_process import slm_in_process
+
+    proc = slm_in_process(capsys, "eval", "--checkpoint", hf_export, "--task",
+                          f"arc_easy={public_files['arc_easy']}", "--compare-lm-eval", "1", "--json", *flags)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["bos"], report["bos_source"]) == expected
+    assert report["items"] == 3 and report["max_abs_diff"] <= 1e-4
