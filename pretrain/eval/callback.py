@@ -15,7 +15,8 @@ of forward calls (idle ones where it has fewer batches), as sharded forwards nee
 logged to the run's loggers as ``eval/NAME/{acc,acc_norm,bpb}`` and ``eval/wall_s`` at
 ``trainer.global_step`` (TensorBoard; metrics.csv keeps its fixed columns) and appended to
 ``RUN_DIR/eval.csv`` (the format ``slm eval`` writes on a run directory; source ``in-loop``),
-with ``RUN_DIR/eval.png`` redrawn at the end.
+with ``RUN_DIR/eval.png`` redrawn at the end. Contexts start with BOS as ``slm eval``'s do: as
+the tokenizer's files say unless ``bos: true|false`` (recorded in eval.csv).
 
 Training is unchanged: the model goes to eval mode and back, nothing is kept for autograd,
 and the torch RNG states are restored afterwards. The callback holds no state of its own:
