@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -29,8 +30,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="requests per forward (default 32)")
     parser.add_argument("--tokenizer", default=None,
                         help="tokenizer directory (default: the checkpoint's, or the HF directory)")
-    parser.add_argument("--bos", action="store_true",
-                        help="prepend BOS to every context (lm-eval's add_bos_token=True)")
+    parser.add_argument("--bos", action=argparse.BooleanOptionalAction, default=None,
+                        help="BOS before every context or not (lm-eval's add_bos_token=True/False); "
+                             "default: as the tokenizer's files say, as lm-eval does by default")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda if available)")
     parser.add_argument("--compare-lm-eval", type=int, default=None, metavar="ROUNDS",
                         help="with an HF directory on the CPU: time ROUNDS alternating passes of ours "
@@ -103,13 +105,15 @@ def compare(args, tasks) -> int:
               f"{report['rounds']} alternating rounds:\n"
               f"  slm eval  {report['ours_items_per_s']:8.1f} items/s\n"
               f"  lm-eval   {report['lm_eval_items_per_s']:8.1f} items/s\n"
-              f"  ratio     {report['ratio']:8.2f}x   (max |Δ loglikelihood| {report['max_abs_diff']:.1e})")
+              f"  ratio     {report['ratio']:8.2f}x   (max |Δ loglikelihood| {report['max_abs_diff']:.1e}; "
+              f"BOS {'first' if report['bos'] else 'not added'}, {report['bos_source']})")
     return 0
 
 
 def _entry(done) -> dict:
     t = done.target
     return {"model": str(t.path), "step": t.step, "tokens": t.tokens, "skipped": done.skipped,
+            "bos": done.bos.bos, "bos_source": done.bos.source,
             "wall_s": None if done.skipped else round(done.wall_s, 3), "results": done.results}
 
 
@@ -135,6 +139,7 @@ def table(evaluated) -> str:
         t = done.target
         where = t.name if t.step is None else f"{t.name} (step {t.step}, {t.tokens:,} tokens)"
         extra = " — from eval.csv" if done.skipped else f" — {done.wall_s:.1f} s"
+        extra += f", BOS {'first' if done.bos.bos else 'not added'} ({done.bos.source})"
         lines.append(f"{where}{extra}")
         lines.append(f"  {'task':<18} {'n':>6} {'acc %':>15} {'acc_norm %':>15} {'bpb':>7} {'cut':>5}")
         for name, m in done.results.items():

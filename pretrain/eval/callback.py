@@ -15,7 +15,8 @@ of forward calls (idle ones where it has fewer batches), as sharded forwards nee
 logged to the run's loggers as ``eval/NAME/{acc,acc_norm,bpb}`` and ``eval/wall_s`` at
 ``trainer.global_step`` (TensorBoard; metrics.csv keeps its fixed columns) and appended to
 ``RUN_DIR/eval.csv`` (the format ``slm eval`` writes on a run directory; source ``in-loop``),
-with ``RUN_DIR/eval.png`` redrawn at the end.
+with ``RUN_DIR/eval.png`` redrawn at the end. Contexts start with BOS as ``slm eval``'s do: as
+the tokenizer's files say unless ``bos: true|false`` (recorded in eval.csv).
 
 Training is unchanged: the model goes to eval mode and back, nothing is kept for autograd,
 and the torch RNG states are restored afterwards. The callback holds no state of its own:
@@ -34,6 +35,7 @@ from lightning.pytorch.callbacks import Callback
 
 from pretrain.errors import PretrainError
 from pretrain.eval.benchmarks import load_task
+from pretrain.eval.bos import Bos, resolve_bos
 from pretrain.eval.eval_csv import EVAL_CSV, merge_rows, result_rows
 from pretrain.eval.evaluate import PreparedTask, item_outcomes, prepare_task
 from pretrain.eval.metrics import STATS, outcome_stats, task_metrics
@@ -49,10 +51,11 @@ class DownstreamEval(Callback):
     """Evaluate ``tasks`` ({NAME: FILE}, as ``slm eval --task NAME=FILE``) every
     ``every_n_steps`` optimizer steps (0 = only at the end) and when training ends (``at_end``).
     ``limit``: first N items per task; ``batch_size``: requests per forward; ``tokenizer``:
-    default the one the training data was prepared with; ``bos``: as ``slm eval --bos``."""
+    default the one the training data was prepared with; ``bos``: True/False as ``slm eval
+    --bos/--no-bos``, default None: what the tokenizer says (lm-eval's default, as ``slm eval``)."""
 
     def __init__(self, tasks: dict[str, str], every_n_steps: int = 0, limit: int | None = None,
-                 batch_size: int = 16, tokenizer: str | None = None, bos: bool = False,
+                 batch_size: int = 16, tokenizer: str | None = None, bos: bool | None = None,
                  at_end: bool = True):
         if not tasks:
             raise PretrainError("DownstreamEval needs at least one task (trainer.callbacks: tasks)")
@@ -64,12 +67,24 @@ class DownstreamEval(Callback):
         self.tokenizer, self.bos, self.at_end = tokenizer, bos, at_end
         self._tasks = None
         self._prepared: list[PreparedTask] | None = None
+        self._tokenizer = None
+        self._bos: Bos | None = None
         self._last_step: int | None = None
 
     # ---- hooks --------------------------------------------------------------------------
     def setup(self, trainer, pl_module, stage: str) -> None:
-        # Read (and check) the task files before any training, so a bad one fails fast.
+        # Read (and check) the task files and the tokenizer's BOS answer before any training,
+        # so a bad one fails fast.
+        import tokenizer as tok
+
         self._tasks = [load_task(name, file, self.limit) for name, file in self.task_files.items()]
+        path = self.tokenizer or getattr(trainer.datamodule, "tokenizer_dir", None)
+        if path is None:
+            raise PretrainError("DownstreamEval needs a tokenizer: none is recorded with the "
+                                "data; set tokenizer: DIR (trainer.callbacks)")
+        self._tokenizer = tok.load(path)
+        self._bos = resolve_bos(self.bos, path, self._tokenizer.bos_id)
+        log.info("downstream eval: BOS %s (%s)", "first" if self._bos.bos else "not added", self._bos.why)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
@@ -112,21 +127,14 @@ class DownstreamEval(Callback):
             logger.log_metrics(metrics, step=step)
         if trainer.is_global_zero:
             merge_rows(Path(trainer.default_root_dir) / EVAL_CSV,
-                       result_rows(step, tokens, results, SOURCE, wall))
+                       result_rows(step, tokens, results, SOURCE, wall, self._bos))
             summary = ", ".join(f"{name} acc {m['acc']:.4f}" for name, m in results.items())
             log.info("step %d: downstream eval in %.1f s: %s", step, wall, summary)
         return results
 
     def _prepare(self, trainer, model) -> list[PreparedTask]:
         if self._prepared is None:
-            import tokenizer as tok
-
-            path = self.tokenizer or getattr(trainer.datamodule, "tokenizer_dir", None)
-            if path is None:
-                raise PretrainError("DownstreamEval needs a tokenizer: none is recorded with the "
-                                    "data; set tokenizer: DIR (trainer.callbacks)")
-            tokenizer = tok.load(path)
-            self._prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, self.bos)
+            self._prepared = [prepare_task(task, self._tokenizer, model.config.max_seq_len, self._bos.bos)
                               for task in self._tasks]
         return self._prepared
 

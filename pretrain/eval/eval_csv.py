@@ -3,7 +3,9 @@ directory and by the in-loop ``DownstreamEval`` callback alike.
 
 Rewritten whole and atomically on each update; a new row replaces one of the same step and
 task (a re-evaluation, or a step trained again after a resume), so the file never holds two
-answers for one question.
+answers for one question. ``bos`` (true/false) and ``bos_source`` (``tokenizer``: its files,
+lm-eval's default; ``flag``: --bos/--no-bos) say how the contexts began; a row of another BOS
+setting does not count as done (older files without the column neither).
 """
 
 from __future__ import annotations
@@ -13,22 +15,28 @@ import io
 import os
 from pathlib import Path
 
+from pretrain.eval.bos import Bos
 from tokenizer.atomic import write_atomic
 
 EVAL_CSV = "eval.csv"
 COLUMNS = ("step", "tokens", "task", "n", "acc", "acc_stderr", "acc_norm", "acc_norm_stderr",
-           "bpb", "bpb_stderr", "perplexity", "truncated", "source", "wall_s")
+           "bpb", "bpb_stderr", "perplexity", "truncated", "bos", "bos_source", "source", "wall_s")
 METRICS = ("acc", "acc_norm", "bpb")
 
 
+def bos_cell(bos: bool) -> str:
+    return "true" if bos else "false"
+
+
 def result_rows(step: int, tokens: int, results: dict[str, dict], source: str,
-                wall_s: float | None = None) -> list[dict]:
+                wall_s: float | None, bos: Bos) -> list[dict]:
     """Rows for the ``results`` ({task: metrics}) of the model after ``step`` steps / ``tokens``
-    tokens; ``source`` is the checkpoint's name, or ``in-loop``."""
+    tokens, scored with ``bos``; ``source`` is the checkpoint's name, or ``in-loop``."""
     rows = []
     for task, m in results.items():
         row = {"step": step, "tokens": tokens, "task": task, "n": m["n"],
-               "truncated": m["truncated"], "perplexity": m.get("perplexity"), "source": source,
+               "truncated": m["truncated"], "perplexity": m.get("perplexity"),
+               "bos": bos_cell(bos.bos), "bos_source": bos.source, "source": source,
                "wall_s": None if wall_s is None else round(wall_s, 3)}
         for key in METRICS:
             row[key] = m[key]
@@ -59,9 +67,11 @@ def merge_rows(path: str | os.PathLike, rows: list[dict]) -> Path:
     return write_atomic(path, out.getvalue())
 
 
-def is_evaluated(rows: list[dict[str, str]], step: int, task: str, n: int) -> bool:
-    """Whether ``rows`` already hold task ``task`` on ``n`` items at ``step``."""
-    return any(int(r["step"]) == step and r["task"] == task and int(r["n"]) == n for r in rows)
+def is_evaluated(rows: list[dict[str, str]], step: int, task: str, n: int, bos: bool) -> bool:
+    """Whether ``rows`` already hold task ``task`` on ``n`` items at ``step``, scored with BOS
+    first or not as ``bos`` says."""
+    return any(int(r["step"]) == step and r["task"] == task and int(r["n"]) == n
+               and r.get("bos") == bos_cell(bos) for r in rows)
 
 
 def results_from_rows(rows: list[dict[str, str]], step: int, tasks: list[str]) -> dict[str, dict]:

@@ -4,11 +4,12 @@ For a (context, continuation) pair (``HFLM._encode_pair`` and ``loglikelihood``)
 - trailing whitespace of the context moves to the start of the continuation;
 - context + continuation are encoded together and split at the context's own token count
   (so a token spanning the boundary belongs to the continuation);
-- no BOS unless asked (``bos=True`` is lm-eval's ``add_bos_token=True``; lm-eval ≥ 0.4.9 with
-  ``add_bos_token`` unset follows the tokenizer, which for Llama means BOS);
+- BOS first when ``bos`` (``pretrain.eval.bos``: lm-eval's ``add_bos_token``, by default what
+  the tokenizer's files say), except before a text that already starts with BOS's own text
+  (``<s>``), as lm-eval's ``tok_encode`` skips it there;
 - an empty context is scored after the prefix token (BOS if the tokenizer has one, else EOS,
   as lm-eval 0.4.13's ``prefix_token_id``), or after the continuation's first token when the
-  continuation starts with it;
+  continuation starts with it, whatever ``bos``;
 - context + continuation longer than the model's positions + 1 are cut from the left
   (``truncated``); a continuation longer than the model's positions is an error.
 """
@@ -43,9 +44,15 @@ def encode_pair(tokenizer, context: str, continuation: str, bos: bool = False) -
     spaces = len(context) - len(context.rstrip())
     if spaces:
         context, continuation = context[:-spaces], context[-spaces:] + continuation
-    start = [tokenizer.bos_id] if bos else []
-    whole = start + tokenizer.encode(context + continuation)
-    context_ids = start + tokenizer.encode(context)
+    if bos and tokenizer.bos_id < 0:
+        raise PretrainError("the tokenizer has no BOS token to put first (--bos)")
+    bos_text = tokenizer.id_to_piece(tokenizer.bos_id) if bos else ""
+
+    def start(text: str) -> list[int]:
+        return [tokenizer.bos_id] if bos and not text.startswith(bos_text) else []
+
+    whole = start(context + continuation) + tokenizer.encode(context + continuation)
+    context_ids = start(context) + tokenizer.encode(context)
     return context_ids, whole[len(context_ids):], continuation
 
 

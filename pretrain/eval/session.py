@@ -11,7 +11,9 @@ from pathlib import Path
 
 import torch
 
+import tokenizer as tok
 from pretrain.errors import PretrainError
+from pretrain.eval.bos import Bos, resolve_bos
 from pretrain.eval.eval_csv import EVAL_CSV, is_evaluated, merge_rows, read_rows, result_rows, results_from_rows
 from pretrain.eval.evaluate import evaluate_prepared, prepare_task
 from pretrain.eval.items import Task
@@ -24,10 +26,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Evaluated:
-    """One model's results: {task: metrics}; ``skipped`` = read back from eval.csv."""
+    """One model's results: {task: metrics}, scored with ``bos``; ``skipped`` = read back from
+    eval.csv."""
 
     target: Target
     results: dict[str, dict]
+    bos: Bos
     skipped: bool = False
     wall_s: float = 0.0
     items_per_s: float | None = None
@@ -38,7 +42,7 @@ class Session:
     checkpoint: Path
     tasks: list[Task]
     batch_size: int = 32
-    bos: bool = False
+    bos: bool | None = None  # None: as the tokenizer says (lm-eval's default)
     samples_dir: Path | None = None
     tokenizer_dir: Path | None = None
     device: str = "cpu"
@@ -56,31 +60,33 @@ class Session:
         targets = resolve_targets(self.checkpoint, self.tokenizer_dir)
         csv_path = self.run_dir / EVAL_CSV if self.run_dir else None
         for target in targets:
+            tokenizer = tok.load(target.tokenizer_dir)
+            bos = resolve_bos(self.bos, target.tokenizer_dir, tokenizer.bos_id)
             rows = read_rows(csv_path) if csv_path else []
-            if csv_path and all(is_evaluated(rows, target.step, t.name, len(t.items)) for t in self.tasks):
+            if csv_path and all(is_evaluated(rows, target.step, t.name, len(t.items), bos.bos)
+                                for t in self.tasks):
                 log.info("%s: already in %s, skipped", target.name, csv_path)
-                self.evaluated.append(Evaluated(target, results_from_rows(rows, target.step, [t.name for t in self.tasks]), skipped=True))
+                results = results_from_rows(rows, target.step, [t.name for t in self.tasks])
+                self.evaluated.append(Evaluated(target, results, bos, skipped=True))
                 continue
-            done = self._evaluate(target)
+            done = self._evaluate(target, tokenizer, bos)
             self.evaluated.append(done)
             if csv_path:
-                merge_rows(csv_path, result_rows(target.step, target.tokens, done.results, target.name, done.wall_s))
+                merge_rows(csv_path, result_rows(target.step, target.tokens, done.results,
+                                                 target.name, done.wall_s, bos))
         if self.run_dir:
             plot_eval(self.run_dir)
         return self.evaluated
 
-    def _evaluate(self, target: Target) -> Evaluated:
-        import tokenizer as tok
-
-        tokenizer = tok.load(target.tokenizer_dir)
+    def _evaluate(self, target: Target, tokenizer, bos: Bos) -> Evaluated:
         model = target.load().to(self.device)
         if tokenizer.vocab_size > model.config.vocab_size:
             raise PretrainError(f"tokenizer {target.tokenizer_dir} has {tokenizer.vocab_size} ids, "
                                 f"the model only {model.config.vocab_size} (--tokenizer)")
-        log.info("evaluating %s", target.path)
+        log.info("evaluating %s, BOS %s (%s)", target.path, "first" if bos.bos else "not added", bos.why)
         results, started, items = {}, time.perf_counter(), 0
         for task in self.tasks:
-            prepared = prepare_task(task, tokenizer, model.config.max_seq_len, self.bos)
+            prepared = prepare_task(task, tokenizer, model.config.max_seq_len, bos.bos)
             metrics, outcomes = evaluate_prepared(model, prepared, self.batch_size, self.progress)
             results[task.name] = metrics
             items += len(outcomes)
@@ -90,7 +96,7 @@ class Session:
         del model
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
-        return Evaluated(target, results, wall_s=wall, items_per_s=items / max(wall, 1e-9))
+        return Evaluated(target, results, bos, wall_s=wall, items_per_s=items / max(wall, 1e-9))
 
     def _write_samples(self, target: Target, name: str, outcomes: list[dict]) -> None:
         directory = self.samples_dir / target.name if self.run_dir else self.samples_dir

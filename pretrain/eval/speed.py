@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from pretrain.errors import PretrainError
+from pretrain.eval.bos import resolve_bos
 from pretrain.eval.evaluate import evaluate_prepared, prepare_task
 from pretrain.eval.items import Task
 
@@ -18,10 +19,12 @@ log = logging.getLogger(__name__)
 
 
 def compare_with_lm_eval(hf_dir: Path, tasks: list[Task], batch_size: int, rounds: int = 3,
-                         bos: bool = False) -> dict:
+                         bos: bool | None = None) -> dict:
     """{"ours": items/s, "lm_eval": items/s, "ratio": ours/lm_eval, "items", "rounds",
-    "max_abs_diff": largest |Δ log-likelihood| between the two}: each round times a full pass
-    of ours then of lm-eval over every item; the rates are total items / total seconds."""
+    "max_abs_diff": largest |Δ log-likelihood| between the two, "bos", "bos_source"}: each round
+    times a full pass of ours then of lm-eval over every item; the rates are total items / total
+    seconds. ``bos`` None: each tool's default (lm-eval's add_bos_token unset, ours from the
+    tokenizer's files), else both are told."""
     try:
         from lm_eval.api.instance import Instance
         from lm_eval.models.huggingface import HFLM
@@ -32,9 +35,10 @@ def compare_with_lm_eval(hf_dir: Path, tasks: list[Task], batch_size: int, round
     from model.hf import load_pretrained
 
     model, tokenizer = load_pretrained(hf_dir), tok.load(hf_dir)
+    ours_bos = resolve_bos(bos, hf_dir, tokenizer.bos_id)
     lm = HFLM(pretrained=str(hf_dir), dtype="float32", device="cpu", batch_size=batch_size,
-              add_bos_token=bos)
-    prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, bos) for task in tasks]
+              **({} if bos is None else {"add_bos_token": bos}))
+    prepared = [prepare_task(task, tokenizer, model.config.max_seq_len, ours_bos.bos) for task in tasks]
     requests = [Instance("loglikelihood", {}, (c, k), i)
                 for task in tasks for item in task.items for i, (c, k) in enumerate(zip(item.contexts, item.continuations))]
     n_items = sum(len(task.items) for task in tasks)
@@ -55,5 +59,5 @@ def compare_with_lm_eval(hf_dir: Path, tasks: list[Task], batch_size: int, round
     ours_rate, theirs_rate = n_items * rounds / spent["ours"], n_items * rounds / spent["lm_eval"]
     return {"items": n_items, "requests": len(requests), "rounds": rounds, "batch_size": batch_size,
             "ours_items_per_s": ours_rate, "lm_eval_items_per_s": theirs_rate,
-            "ratio": ours_rate / theirs_rate,
+            "ratio": ours_rate / theirs_rate, "bos": ours_bos.bos, "bos_source": ours_bos.source,
             "max_abs_diff": max(abs(a - b) for a, b in zip(ours_ll, theirs_ll))}

@@ -3,6 +3,8 @@ Hugging Face directory with the fixture tokenizer, and the benchmark files."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,28 @@ def tiny_model(max_seq_len: int = MAX_SEQ_LEN, seed: int = 0):
     with torch.no_grad():
         model.tok_embeddings.weight.mul_(2.5)
     return model.eval()
+
+
+def edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _without_bos_template(data):
+    processor = data["post_processor"]
+    processor["single"] = [p for p in processor["single"] if "SpecialToken" not in p]
+    processor["pair"] = [p for p in processor["pair"] if "SpecialToken" not in p]
+    processor["special_tokens"] = {}
+
+
+def no_bos_tokenizer(source: Path, target: Path) -> Path:
+    """A copy of ``source`` (a tokenizer or HF directory) whose tokenizer files say: no BOS
+    (tokenizer.json's template and tokenizer_config.json's add_bos_token)."""
+    shutil.copytree(source, target)
+    edit_json(target / "tokenizer.json", _without_bos_template)
+    edit_json(target / "tokenizer_config.json", lambda c: c.update(add_bos_token=False))
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,10 @@ def test_in_loop_results_equal_slm_eval_on_the_checkpoint_of_that_step(capsys, c
     assert (callback_run / "eval.png").is_file()
 
 
+def test_in_loop_rows_record_bos_as_the_tokenizer_says(callback_run):
+    assert [(r["bos"], r["bos_source"]) for r in _eval_rows(callback_run)] == [("true", "tokenizer")] * 2
+
+
 def test_in_loop_metrics_reach_tensorboard(callback_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

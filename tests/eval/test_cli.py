@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
 import pytest
 
+from tests.eval.conftest import edit_json, no_bos_tokenizer
 from tests.pretrain.cli_in_process import slm_in_process
 from tests.user_errors import assert_user_error
 
@@ -31,6 +33,11 @@ def run_copy(trained_run, tmp_path):
     return shutil.copytree(trained_run, tmp_path / "run", symlinks=True)
 
 
+def _csv_rows(run_dir):
+    with (run_dir / "eval.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def _json(proc):
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
@@ -53,6 +60,51 @@ def test_run_dir_rerun_skips_checkpoints_already_in_eval_csv(capsys, run_copy, g
     assert [c["skipped"] for c in again["checkpoints"]] == [True, True]
     assert again["results"] == first["results"]
     assert (run_copy / "eval.csv").read_bytes() == before
+
+
+def test_rerun_with_another_bos_evaluates_again_and_eval_csv_records_it(capsys, run_copy, generic_task):
+    task = f"words={generic_task}"
+    first = _json(slm_in_process(capsys, "eval", "--checkpoint", run_copy, "--task", task, "--json"))
+    assert [(c["bos"], c["bos_source"]) for c in first["checkpoints"]] == [(True, "tokenizer")] * 2
+    assert [(r["bos"], r["bos_source"]) for r in _csv_rows(run_copy)] == [("true", "tokenizer")] * 2
+    again = _json(slm_in_process(capsys, "eval", "--checkpoint", run_copy, "--task", task, "--no-bos", "--json"))
+    assert [c["skipped"] for c in again["checkpoints"]] == [False, False]
+    assert [(r["step"], r["bos"], r["bos_source"]) for r in _csv_rows(run_copy)] == [
+        ("2", "false", "flag"), ("4", "false", "flag")]
+    assert again["results"]["words"]["bpb"] != first["results"]["words"]["bpb"]
+
+
+def _samples(capsys, hf_dir, task, out, *flags):
+    report = _json(slm_in_process(capsys, "eval", "--checkpoint", hf_dir, "--task", f"words={task}",
+                                  "--samples", out, "--json", *flags))
+    lines = [json.loads(line) for line in (out / "words.jsonl").read_text().splitlines()]
+    return report, [ll for line in lines for ll in line["loglikelihoods"]]
+
+
+def test_default_bos_follows_the_tokenizer_and_flags_override_it(capsys, hf_export, generic_task, tmp_path):
+    default, default_lls = _samples(capsys, hf_export, generic_task, tmp_path / "default")
+    with_bos, bos_lls = _samples(capsys, hf_export, generic_task, tmp_path / "bos", "--bos")
+    without, no_bos_lls = _samples(capsys, hf_export, generic_task, tmp_path / "no-bos", "--no-bos")
+    assert (default["bos"], default["bos_source"]) == (True, "tokenizer")
+    assert (with_bos["bos"], with_bos["bos_source"]) == (True, "flag")
+    assert (without["bos"], without["bos_source"]) == (False, "flag")
+    assert default_lls == bos_lls
+    assert max(abs(a - b) for a, b in zip(default_lls, no_bos_lls)) > 0.01
+
+
+def test_export_whose_tokenizer_adds_no_bos_is_scored_without_it_by_default(capsys, hf_export, generic_task, tmp_path):
+    plain = no_bos_tokenizer(hf_export, tmp_path / "hf-no-bos")
+    default, default_lls = _samples(capsys, plain, generic_task, tmp_path / "default")
+    _, no_bos_lls = _samples(capsys, hf_export, generic_task, tmp_path / "no-bos", "--no-bos")
+    assert (default["bos"], default["bos_source"]) == (False, "tokenizer")
+    assert default_lls == no_bos_lls
+
+
+def test_tokenizer_files_that_contradict_each_other_are_one_error_line(capsys, hf_export, generic_task, tmp_path):
+    hf_dir = shutil.copytree(hf_export, tmp_path / "hf")
+    edit_json(hf_dir / "tokenizer_config.json", lambda c: c.update(add_bos_token=False))
+    proc = slm_in_process(capsys, "eval", "--checkpoint", hf_dir, "--task", f"words={generic_task}")
+    assert_user_error(proc, "add_bos_token=false but tokenizer.json's post-processor adds BOS", str(hf_dir))
 
 
 def test_checkpoint_and_its_hf_export_score_the_same(capsys, trained_run, generic_task, tmp_path):

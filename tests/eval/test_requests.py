@@ -33,8 +33,16 @@ def test_bos_is_prepended_only_when_asked(tokenizer):
     assert encode_pair(tokenizer, "a b", " c", bos=True)[0] == [tokenizer.bos_id] + tokenizer.encode("a b")
 
 
-def test_empty_context_is_scored_after_the_bos_token(tokenizer):
-    context_ids, continuation_ids, _ = encode_pair(tokenizer, "", "hello world")
+def test_bos_is_not_added_before_a_context_that_starts_with_its_text(tokenizer):
+    # lm-eval's tok_encode skips BOS when the text starts with decode(BOS) = "<s>"
+    context_ids, continuation_ids, _ = encode_pair(tokenizer, "<s> a b", " c", bos=True)
+    assert context_ids == tokenizer.encode("<s> a b")
+    assert context_ids + continuation_ids == tokenizer.encode("<s> a b c")
+
+
+@pytest.mark.parametrize("bos", [False, True])
+def test_empty_context_is_scored_after_the_bos_token_whatever_bos(tokenizer, bos):
+    context_ids, continuation_ids, _ = encode_pair(tokenizer, "", "hello world", bos=bos)
     assert context_ids == [tokenizer.bos_id]
     assert continuation_ids == tokenizer.encode("hello world")
 
