@@ -96,11 +96,15 @@ def estimate(settings, args) -> int:
             raise PretrainError(f"{flag} does not apply to --estimate-memory, which models one FSDP2 "
                                 f"training step on CUDA GPUs ({flag})")
     devices = 1 if args.devices is None else args.devices
-    if args.config and args.accumulation is None and devices > 1:
-        # the recipe's accumulation at one device → at `devices` (same global batch)
+    if args.config and args.accumulation is None:
+        # Memory depends on whether a step accumulates (FSDP2 then keeps unsharded fp32 gradients
+        # between micro-batches): take the recipe's global batch at `devices`.
         from dataclasses import replace
 
-        settings = replace(settings, accumulation=max(1, settings.accumulation // devices))
+        accumulation = recipe_accumulation(Path(args.config), settings.seq_len,
+                                           settings.micro_batch_size, devices)
+        if accumulation is not None:
+            settings = replace(settings, accumulation=accumulation)
     report = estimate_memory(settings, devices)
     print(json.dumps(report) if args.json else format_estimate(report))
     return 0
@@ -129,6 +133,19 @@ def recipe_settings(path: Path) -> dict:
     if model.get("mixed_precision") == "fp32":
         settings["dtype"] = "fp32"
     return settings
+
+
+def recipe_accumulation(path: Path, seq_len: int, micro_batch_size: int, devices: int) -> int | None:
+    """Micro-batches per step that a recipe's ``data.global_batch_tokens`` means on ``devices``
+    at this sequence length and micro-batch (None when the recipe gives no global batch)."""
+    import yaml
+
+    from pretrain.training.plan import accumulation_for
+
+    data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
+    if "global_batch_tokens" not in data or seq_len is None:
+        return None
+    return accumulation_for(data["global_batch_tokens"], seq_len, micro_batch_size, devices)
 
 
 def format_report(r: dict) -> str:

@@ -95,6 +95,8 @@ def test_a_recipes_accumulation_is_taken_at_the_estimated_device_count(capsys):
     proc = slm_in_process(capsys, "bench", "--estimate-memory", "--config", recipe, "--seq-len", "32",
                           "--devices", "2", "--json")
     assert proc.returncode == 0, proc.stderr
-    from pretrain.commands.bench import recipe_settings
+    import yaml
 
-    assert json.loads(proc.stdout)["accumulation"] == max(1, recipe_settings(recipe)["accumulation"] // 2)
+    data = yaml.safe_load(recipe.read_text())["data"]
+    expected = data["global_batch_tokens"] // (32 * data["micro_batch_size"] * 2)
+    assert json.loads(proc.stdout)["accumulation"] == expected
