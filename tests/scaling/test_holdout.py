@@ -106,3 +106,27 @@ def test_holdout_column_must_be_a_flag(slm, tmp_path):
     results = write_results(tmp_path / "r.csv", columns)
     proc = slm("sweep", "fit", "--results", results, "--output", tmp_path / "fit")
     assert_user_error(proc, "holdout must be 1 or 0", f"{results}:2")
+
+
+def test_extra_runs_are_fitted_and_carry_no_isoflop_budget(slm, tmp_path, sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "iso.yaml", kind="isoflop", budgets=[1e12],
+                          runs=[{"model": {"n_layers": 1}, "M": 30}],
+                          holdout=[{"model": {"n_layers": 1}, "M": 60}])
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    rows = {r["run"]: r for r in read_plan(tmp_path / "s")}
+    assert list(rows)[-2:] == ["L1-M30", "holdout-L1-M60"]
+    assert rows["L1-M30"]["holdout"] == "0" and rows["L1-M30"]["budget"] == ""
+    assert float(rows["C1e12-L1"]["budget"]) == 1e12
+
+
+def test_approach_2_leaves_out_runs_without_a_budget():
+    import numpy as np
+
+    from pretrain.scaling.fit_approach2 import usable_profiles
+
+    params = np.array([1e6, 2e6, 4e6, 1e6, 2e6, 4e6, 1e6])
+    loss = np.array([3.0, 2.9, 3.0, 2.8, 2.7, 2.8, 2.75])
+    flops = np.array([1e15] * 3 + [1e16] * 3 + [1e16])
+    budget = np.array([1e15] * 3 + [1e16] * 3 + [np.nan])
+    profiles, skipped = usable_profiles(params, loss, flops, budget)
+    assert [len(p.params) for p in profiles] == [3, 3] and skipped == []

@@ -91,3 +91,12 @@ def test_a_plan_without_the_column_the_fit_counts(slm, tmp_path, holdout_fit):
     plan.write_text("run,non_embedding_params,tokens\na,1e6,1e9\n")
     proc = slm("sweep", "predict", "--fit", out, "--plan", plan)
     assert_user_error(proc, "plan file lacks column(s) params", "counts N as total")
+
+
+def test_a_fit_json_from_before_predictions_is_refused_with_a_reason(slm, tmp_path):
+    (tmp_path / "fit.json").write_text(json.dumps(
+        {"approach3": {"parameters": {k: {"value": 1.0} for k in ("E", "A", "B", "alpha",
+                                                                   "beta")}}}))
+    proc = slm("sweep", "predict", "--fit", tmp_path, "--params", "1e8", "--tokens", "1e9")
+    assert_user_error(proc, "not a scaling-law fit.json from this version",
+                      "'fitted_compute_range'", "refit the results")
