@@ -181,9 +181,9 @@ def run_fit(args) -> int:
           f"D_opt ∝ C^{law.tokens_exponent:.3f}; fit {analysis.approach3.seconds:.1f} s)")
     for h in analysis.summary.get("heldout", []):
         for p in h["predictions"]:
-            print(f"held out {h['run']}: {p['law']} predicted {p['loss']:.4f} "
-                  f"[{p['low']:.4f}, {p['high']:.4f}], actual {h['actual_loss']:.4f}, "
-                  f"error {100 * p['relative_error']:+.2f}%")
+            interval = "" if p["low"] is None else f" [{p['low']:.4f}, {p['high']:.4f}]"
+            print(f"held out {h['run']}: {p['law']} predicted {p['loss']:.4f}{interval}, "
+                  f"actual {h['actual_loss']:.4f}, error {100 * p['relative_error']:+.2f}%")
     for path in paths:
         print(f"wrote {path}")
     return 0
@@ -227,7 +227,7 @@ def run_predict(args) -> int:
     print(f"{'run':<28} {'N':>10} {'D':>10} {'C (FLOPs)':>10} {'M':>8} {'law':<10} "
           f"{'loss':>7} {'95% interval':>17} {'C / fitted':>10}")
     for r in rows:
-        interval = "—" if r["low"] != r["low"] else f"[{r['low']:.4f}, {r['high']:.4f}]"
+        interval = "—" if r["low"] is None else f"[{r['low']:.4f}, {r['high']:.4f}]"
         print(f"{r['run']:<28} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['flops']:>10.3g} "
               f"{r['multiplier']:>8.3g} {r['law']:<10} {r['loss']:>7.4f} {interval:>17} "
               f"{r['compute_ratio']:>10.3g}")

@@ -178,7 +178,8 @@ def heldout_predictions(heldout: Results, fit3, fit_ot, summary: dict) -> list[d
         for name, law, bootstrap in laws:
             p = predict_point(name, law, bootstrap, params, tokens)
             p["relative_error"] = (p["loss"] - actual) / actual
-            p["inside_interval"] = bool(p["low"] <= actual <= p["high"])
+            p["inside_interval"] = None if p["low"] is None else \
+                bool(p["low"] <= actual <= p["high"])
             predictions.append(p)
         rows.append({"run": run, "params": params, "tokens": tokens, "flops": flops,
                      "multiplier": tokens / params, "actual_loss": actual,

@@ -233,7 +233,7 @@ def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path:
                 ax.scatter([heldout.flops[j]], [heldout.loss[j] - shift], color=color, s=220,
                            marker="*", edgecolor="black", zorder=5)
                 p = predictions.get(run)
-                if p is not None and p["low"] == p["low"]:
+                if p is not None and p["low"] is not None:
                     ax.errorbar([heldout.flops[j]], [p["loss"] - shift],
                                 yerr=[[p["loss"] - p["low"]], [p["high"] - p["loss"]]],
                                 fmt="_", color="black", capsize=4, zorder=4)

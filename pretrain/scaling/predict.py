@@ -51,10 +51,13 @@ def law_loss(law, params, tokens):
 
 
 def predict_point(name: str, law, bootstrap: list, params: float, tokens: float) -> dict:
-    """``{"law", "loss", "low", "high"}`` for one law at one point."""
+    """``{"law", "loss", "low", "high"}`` for one law at one point; ``low`` and ``high`` are
+    None without a bootstrap (fewer than 2 refits)."""
     loss = float(law_loss(law, params, tokens))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         low, high = interval([law_loss(b, params, tokens) for b in bootstrap])
+    if math.isnan(low):
+        low = high = None
     return {"law": name, "loss": loss, "low": low, "high": high}
 
 

@@ -127,13 +127,13 @@ def _heldout_section(summary: dict) -> list[str]:
              "actual | error | inside |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for h in heldout:
         for p in h["predictions"]:
-            interval = "" if p["low"] != p["low"] else f" [{p['low']:.4f}, {p['high']:.4f}]"
+            interval = "" if p["low"] is None else f" [{p['low']:.4f}, {p['high']:.4f}]"
             lines.append(f"| {h['run']} | {h['params']:.3g} | {h['tokens']:.3g} | "
                          f"{h['multiplier']:.3g} | {h['flops']:.3g} "
                          f"({h['compute_vs_largest_fitted']:.3g}×) | {p['law']} | "
                          f"{p['loss']:.4f}{interval} | {h['actual_loss']:.4f} | "
                          f"{100 * p['relative_error']:+.2f}% | "
-                         f"{'yes' if p['inside_interval'] else 'no'} |")
+                         f"{ {True: 'yes', False: 'no', None: '—'}[p['inside_interval']]} |")
     return lines
 
 

@@ -42,18 +42,42 @@ def test_fit_json_records_all_parameters_by_default(holdout_fit):
     assert "N counts all parameters (--params total)" in stdout
 
 
-def test_fit_json_records_the_non_embedding_count(slm, tmp_path):
-    count, meaning = "non_embedding", "non-embedding parameters"
-    path, params, non_embedding, tokens = both_counts(tmp_path)
-    proc = slm("sweep", "fit", "--results", path, "--output", tmp_path / "fit", "--params",
-               count, "--bootstrap", "0", "--fits", "3", check=True)
-    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
-    assert fit["params_count"] == count and fit["params_meaning"] == meaning
-    n = non_embedding
-    assert fit["fitted_compute_range"] == pytest.approx([min(6 * n * tokens),
-                                                         max(6 * n * tokens)])
-    assert f"N counts {meaning}" in proc.stdout
-    assert f"N counts {meaning}" in (tmp_path / "fit" / "report.md").read_text()
+@pytest.fixture(scope="module")
+def non_embedding_fit(tmp_path_factory):
+    """A `--params non_embedding` fit without bootstrap: (results path, columns, out, stdout)."""
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("non-embedding")
+    path, params, non_embedding, tokens = both_counts(root)
+    out = root / "fit"
+    proc = subprocess.run([sys.executable, "-m", "pretrain.cli", "sweep", "fit", "--results",
+                           str(path), "--output", str(out), "--params", "non_embedding",
+                           "--bootstrap", "0", "--fits", "3"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return (params, non_embedding, tokens), out, proc.stdout
+
+
+def test_fit_json_records_the_non_embedding_count(non_embedding_fit):
+    (params, non_embedding, tokens), out, stdout = non_embedding_fit
+    meaning = "non-embedding parameters"
+    fit = json.loads((out / "fit.json").read_text())
+    assert fit["params_count"] == "non_embedding" and fit["params_meaning"] == meaning
+    assert fit["fitted_compute_range"] == pytest.approx([min(6 * non_embedding * tokens),
+                                                         max(6 * non_embedding * tokens)])
+    assert f"N counts {meaning}" in stdout
+    assert f"N counts {meaning}" in (out / "report.md").read_text()
+
+
+def test_predict_reads_the_non_embedding_column_of_a_plan_and_has_no_interval_without_bootstrap(
+        slm, tmp_path, non_embedding_fit):
+    _, out, _ = non_embedding_fit
+    plan = tmp_path / "plan.csv"
+    plan.write_text("run,params,non_embedding_params,tokens\na,5e8,3e8,2e10\n")
+    proc = slm("sweep", "predict", "--fit", out, "--plan", plan, "--json", check=True)
+    [row] = json.loads(proc.stdout)  # approach 3 only: no over-training law was fitted
+    assert row["params"] == 3e8 and row["multiplier"] == pytest.approx(2e10 / 3e8)
+    assert row["low"] is None and row["high"] is None
 
 
 def test_non_embedding_fit_without_the_column(slm, tmp_path):
