@@ -30,7 +30,7 @@ from pathlib import Path
 from pretrain.errors import PretrainError
 from pretrain.training.checkpoint.layout import CONFIG_NAME, STATE_NAME, resolve_ckpt_path
 from pretrain.training.fault.spike import LossSpike
-from pretrain.training.plan import resolve_plan, save_plan
+from pretrain.training.plan import check_single_epoch, resolve_plan, save_plan
 from tokenizer.atomic import write_atomic
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ def _fit(argv: list[str], rewind: dict | None) -> dict | None:
         document_masking=module.hparams.document_masking, data_has_document_ids=datamodule.document_ids,
         max_steps=trainer.max_steps, max_tokens=cli.config.get("max_tokens"),
         val_every_n_steps=datamodule.val_every_n_steps)
+    if datamodule.single_epoch:
+        check_single_epoch(plan, datamodule.epoch_samples())
     datamodule.check_vocab(module.model_config.vocab_size)
     if module.distill is not None:
         _check_distillation(module, datamodule)

@@ -1,17 +1,20 @@
-"""`slm sweep plan|run|collect|fit`: scaling-law experiments, from a plan to fitted laws.
+"""`slm sweep plan|run|collect|fit|predict`: scaling-law experiments, from a plan to fitted laws
+and to the loss of a run before it is trained.
 
     slm sweep plan --config configs/scaling/X.yaml --output DIR   # plan.csv + one config per run
     slm sweep run DIR [--slurm ...]                               # train each run (resumable)
     slm sweep collect DIR                                         # DIR/results.csv
     slm sweep fit --results DIR/results.csv --output DIR/fit      # fit.json, report.md, plots
     slm sweep fit --curves DIR/curves.csv --output DIR/fit        # a batch sweep: B_crit
+    slm sweep predict --fit DIR/fit (--params N --tokens D | --plan PLAN.csv) [--json]
 """
 
 from __future__ import annotations
 
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("sweep", help="scaling-law sweeps: plan, run, collect, fit",
+    parser = subparsers.add_parser("sweep", help="scaling-law sweeps: plan, run, collect, fit, "
+                                                 "predict",
                                    description=__doc__.split("\n\n")[0])
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=type(parser))
     verbs.required = True
@@ -73,10 +76,31 @@ def add_parser(subparsers) -> None:
     fit.add_argument("--holdout-params", type=float, default=None,
                      help="over-training fit: hold out runs with at least this many params "
                           "(default: the largest size)")
+    fit.add_argument("--params", dest="count", choices=("total", "non_embedding"),
+                     default="total",
+                     help="what N counts: all parameters (default; Chinchilla, Epoch, Gadre et "
+                          "al.) or non-embedding ones (Kaplan et al.; the results' "
+                          "non_embedding_params column); fit.json records it")
     fit.add_argument("--columns", default=None,
                      help="map other column names onto ours, e.g. "
                           "\"params=Model Size,flops=Training FLOP\"")
     fit.set_defaults(func=run_fit)
+
+    predict = verbs.add_parser("predict", help="the final validation loss a run will reach, "
+                                               "before it is trained, from a fit")
+    predict.add_argument("--fit", required=True, help="output directory of `slm sweep fit` "
+                                                      "(or its fit.json)")
+    predict.add_argument("--params", type=float, default=None,
+                         help="N of the run, counted as the fit counts it (fit.json "
+                              "params_count: all or non-embedding parameters)")
+    predict.add_argument("--tokens", type=float, default=None, help="D: training tokens")
+    predict.add_argument("--plan", default=None,
+                         help="a sweep's plan.csv (or its directory): predict every run, N "
+                              "taken from the column the fit counts")
+    predict.add_argument("--json", action="store_true",
+                         help="print a JSON list of {run, params, tokens, flops, multiplier, "
+                              "loss, low, high, law} (+ compute_ratio)")
+    predict.set_defaults(func=run_predict)
 
 
 def _floats(text: str | None, flag: str) -> list[float] | None:
@@ -141,7 +165,7 @@ def run_fit(args) -> int:
     if inference_tokens and min(inference_tokens) < 0:
         raise PretrainError("inference token counts must be ≥ 0 (--inference-tokens)")
     # Inputs first (numpy only), the fitting stack (scipy, matplotlib) after: mistakes are fast.
-    results = read_results(args.results, parse_column_map(args.columns))
+    results = read_results(args.results, parse_column_map(args.columns), count=args.count)
     from pretrain.scaling.analysis import DEFAULT_INFERENCE_TOKENS, analyse, parse_fits, \
         write_outputs
 
@@ -151,11 +175,62 @@ def run_fit(args) -> int:
                        holdout_params=args.holdout_params)
     paths = write_outputs(analysis, args.output)
     law = analysis.approach3.law
+    print(f"N counts {analysis.summary['params_meaning']} (--params {args.count})")
     print(f"approach 3: E={law.E:.4g} A={law.A:.4g} B={law.B:.4g} alpha={law.alpha:.4f} "
           f"beta={law.beta:.4f}  (N_opt ∝ C^{law.params_exponent:.3f}, "
           f"D_opt ∝ C^{law.tokens_exponent:.3f}; fit {analysis.approach3.seconds:.1f} s)")
+    for h in analysis.summary.get("heldout", []):
+        for p in h["predictions"]:
+            interval = "" if p["low"] is None else f" [{p['low']:.4f}, {p['high']:.4f}]"
+            print(f"held out {h['run']}: {p['law']} predicted {p['loss']:.4f}{interval}, "
+                  f"actual {h['actual_loss']:.4f}, error {100 * p['relative_error']:+.2f}%")
     for path in paths:
         print(f"wrote {path}")
+    return 0
+
+
+def run_predict(args) -> int:
+    import json
+    import math
+    import sys
+
+    from pretrain.errors import PretrainError
+
+    if (args.plan is None) == (args.params is None and args.tokens is None):
+        raise PretrainError("give either --params N --tokens D or --plan PLAN.csv "
+                            "(--params, --tokens, --plan)")
+    if args.plan is None:
+        if args.params is None or args.tokens is None:
+            raise PretrainError("a point needs both --params N and --tokens D (--params, --tokens)")
+        for flag, value in (("--params", args.params), ("--tokens", args.tokens)):
+            if not (math.isfinite(value) and value > 0):
+                raise PretrainError(f"{flag} must be a positive number, got {value:g} ({flag})")
+    from pretrain.scaling.predict import FittedLaws, plan_points
+
+    laws = FittedLaws(args.fit)
+    points = plan_points(args.plan, laws.count) if args.plan else \
+        [("point", args.params, args.tokens)]
+    rows = [row for run, params, tokens in points for row in laws.predict(run, params, tokens)]
+    meaning = "all parameters" if laws.count == "total" else "non-embedding parameters"
+    low, high = laws.compute_range
+    outside = sorted({(r["run"], r["compute_ratio"]) for r in rows if r["compute_ratio"] != 1.0})
+    for run, ratio in outside:
+        where = f"{ratio:.3g}× the largest" if ratio > 1 else f"1/{1 / ratio:.3g} of the smallest"
+        print(f"warning: {run}: C = 6ND is outside the fitted compute range "
+              f"[{low:.3g}, {high:.3g}] FLOPs ({where} fitted run): an extrapolation",
+              file=sys.stderr)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"N counts {meaning}, as the fit ({laws.path}) does; interval: 95% over its "
+          f"bootstrap refits")
+    print(f"{'run':<28} {'N':>10} {'D':>10} {'C (FLOPs)':>10} {'M':>8} {'law':<10} "
+          f"{'loss':>7} {'95% interval':>17} {'C / fitted':>10}")
+    for r in rows:
+        interval = "—" if r["low"] is None else f"[{r['low']:.4f}, {r['high']:.4f}]"
+        print(f"{r['run']:<28} {r['params']:>10.4g} {r['tokens']:>10.4g} {r['flops']:>10.3g} "
+              f"{r['multiplier']:>8.3g} {r['law']:<10} {r['loss']:>7.4f} {interval:>17} "
+              f"{r['compute_ratio']:>10.3g}")
     return 0
 
 

@@ -5,6 +5,12 @@ parabolas; needs ≥ 2 budgets with ≥ 3 sizes each) and ``overtrain`` (Gadre e
 points). Asked for explicitly, a fit the data cannot support is a user error; by default (no
 ``fits``) approach 3 is required and the others run when the data allow, else are recorded as
 skipped with the reason.
+
+Held-out runs (the ``holdout`` column: a recipe's ``holdout:`` entries) are left out of every fit
+and predicted instead: each gets, per law, the predicted loss, its 95% bootstrap interval and
+the relative error against the loss it reached (``fit.json`` ``heldout``). ``fit.json`` also
+keeps what `slm sweep predict` needs: the parameter count, the fitted runs' compute range and
+every bootstrap refit of each law.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ APPROACH2_NEEDS = (f"fewer than {fit_approach2.MIN_BUDGETS} isoFLOP budgets with
 
 @dataclass
 class Analysis:
-    results: Results
+    results: Results  # the fitted runs
     approach3: fit_approach3.Approach3Fit
     approach2: fit_approach2.Approach2Fit | None
     overtrain: fit_overtrain.OvertrainFit | None
     summary: dict  # the content of fit.json
+    heldout: Results | None = None  # the held-out runs (predicted, never fitted)
 
 
 def parse_fits(text: str | None) -> tuple[str, ...] | None:
@@ -53,8 +60,9 @@ def default_budgets(results: Results, tinyllama_flops: float) -> list[float]:
 
 
 def _too_few(results: Results, fit: str, needed: int) -> PretrainError:
-    return PretrainError(f"too few points for fit {fit}: {len(results)} in results, at least "
-                         f"{needed} needed ({results.path})")
+    return PretrainError(f"too few points for fit {fit}: {len(results)} in results (not counting "
+                         f"held-out runs, which are never fitted), at least {needed} needed "
+                         f"({results.path})")
 
 
 def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
@@ -62,6 +70,11 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
             inference_tokens=DEFAULT_INFERENCE_TOKENS,
             holdout_params: float | None = None) -> Analysis:
     requested = set(fits or FITS)
+    held = results.held_out
+    heldout = results.subset(held) if held.any() else None
+    results = results.subset(~held)
+    if heldout is not None and holdout_params is None:
+        holdout_params = math.inf  # the recipe's held-out runs test the over-training law too
     # Approach 3 underlies the frontier, the inference optimum and the plots: always fitted.
     # Every explicitly requested fit is checked before the slow work starts.
     if len(results) < fit_approach3.MIN_POINTS:
@@ -73,8 +86,15 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
         raise PretrainError(f"too few points for fit 2: {APPROACH2_NEEDS} ({results.path})")
     if fits is not None and "overtrain" in requested and len(results) < fit_overtrain.MIN_POINTS:
         raise _too_few(results, "overtrain", fit_overtrain.MIN_POINTS)
-    reference = tinyllama_point()
-    summary: dict = {"results": results.path, "points": len(results)}
+    reference = tinyllama_point(results.count)
+    summary: dict = {"results": results.path, "points": len(results),
+                     "params_count": results.count,
+                     "params_meaning": "all parameters" if results.count == "total"
+                     else "non-embedding parameters",
+                     "fitted_runs": list(results.run),
+                     "holdout_runs": [] if heldout is None else list(heldout.run),
+                     "fitted_compute_range": [float(results.flops.min()),
+                                              float(results.flops.max())]}
 
     # Progress goes to stdout: stderr is kept for the one `error:` line of a user mistake.
     print(f"approach 3: fitting {len(results)} points from "
@@ -97,6 +117,7 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
         "bootstrap": {"resamples": bootstrap, "succeeded": len(fit3.bootstrap), "seed": seed,
                       "starts_per_resample": fit_approach3.BOOTSTRAP_STARTS,
                       "seconds": round(fit3.bootstrap_seconds, 3)},
+        "bootstrap_laws": [[b.E, b.A, b.B, b.alpha, b.beta] for b in fit3.bootstrap],
         "frontier": fit_approach3.frontier_table(fit3, budgets),
         "tinyllama": {**reference, "predicted_loss": tiny_loss,
                       "compute_optimal_loss_same_flops":
@@ -121,7 +142,8 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
             summary["overtrain"] = {"skipped": f"fewer than {fit_overtrain.MIN_POINTS} points"}
         else:
             fit_ot = fit_overtrain.fit_overtrain(results.params, results.tokens, results.loss,
-                                                 results.flops, holdout_params)
+                                                 results.flops, holdout_params,
+                                                 bootstrap=bootstrap, seed=seed)
             summary["overtrain"] = _overtrain_summary(fit_ot, results)
 
     target = target_loss if target_loss is not None else \
@@ -133,8 +155,38 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
         "rows": [fit_overtrain.inference_optimal(law, target, d).as_dict()
                  for d in inference_tokens],
     }
+    if heldout is not None:
+        summary["heldout"] = heldout_predictions(heldout, fit3, fit_ot, summary)
     return Analysis(results=results, approach3=fit3, approach2=fit2, overtrain=fit_ot,
-                    summary=summary)
+                    summary=summary, heldout=heldout)
+
+
+def heldout_predictions(heldout: Results, fit3, fit_ot, summary: dict) -> list[dict]:
+    """Per held-out run: what each law predicted (loss, 95% bootstrap interval), what the run
+    reached, the relative error (predicted − actual)/actual and whether the interval holds it."""
+    from pretrain.scaling.predict import compute_ratio, predict_point
+
+    laws = [("approach3", fit3.law, fit3.bootstrap)]
+    if fit_ot is not None:
+        laws.append(("overtrain", fit_ot.law, list(fit_ot.bootstrap)))
+    rows = []
+    largest = summary["fitted_compute_range"][1]
+    for i, run in enumerate(heldout.run):
+        params, tokens = float(heldout.params[i]), float(heldout.tokens[i])
+        actual, flops = float(heldout.loss[i]), 6.0 * params * tokens
+        predictions = []
+        for name, law, bootstrap in laws:
+            p = predict_point(name, law, bootstrap, params, tokens)
+            p["relative_error"] = (p["loss"] - actual) / actual
+            p["inside_interval"] = None if p["low"] is None else \
+                bool(p["low"] <= actual <= p["high"])
+            predictions.append(p)
+        rows.append({"run": run, "params": params, "tokens": tokens, "flops": flops,
+                     "multiplier": tokens / params, "actual_loss": actual,
+                     "compute_vs_largest_fitted": flops / largest,
+                     "compute_ratio": compute_ratio(flops, summary["fitted_compute_range"]),
+                     "predictions": predictions})
+    return rows
 
 
 def _approach2_summary(fit2: fit_approach2.Approach2Fit) -> dict:
@@ -169,6 +221,7 @@ def _overtrain_summary(fit: fit_overtrain.OvertrainFit, results: Results) -> dic
         "method": "sum of Huber(1e-3) on log-loss residuals (LSE form), scipy L-BFGS-B from a "
                   "900-point grid, best kept",
         "parameters": fit.law.as_dict(),
+        "bootstrap_laws": [[b.E, b.a, b.b, b.eta] for b in fit.bootstrap],
         "fitted_points": int(len(fit.fitted_runs)),
         "heldout": heldout,
         "heldout_mean_abs_relative_error": float(errors.mean()) if len(errors) else None,

@@ -1,8 +1,9 @@
 """`slm sweep collect`: gather each run's final validation loss into ``DIR/results.csv``.
 
-``results.csv`` has the DESIGN.md columns ``run,params,tokens,loss,flops,tokens_per_param``
-(``params`` = non-embedding parameters, ``loss`` = validation loss at the run's last step, flops
-= 6·params·tokens) plus ``budget`` (isoFLOP plans) and ``model``. ``curves.csv`` holds every
+``results.csv`` has the DESIGN.md columns ``run,params,non_embedding_params,tokens,loss,flops,
+tokens_per_param`` (``params`` = all parameters, ``loss`` = validation loss at the run's last
+step, flops = 6·params·tokens, tokens_per_param = tokens/params) plus ``budget`` (isoFLOP
+plans), ``model`` and ``holdout`` (1 for a held-out run: collected, never fitted). ``curves.csv`` holds every
 validation point of every run (``run,params,batch,seq_len,step,tokens,val_loss``; batch in
 tokens per step): the loss curves that Chinchilla's approach 1 takes the envelope of and that a
 batch-size fit reads steps-to-target from. When runs logged the gradient noise scale
@@ -21,8 +22,8 @@ from pretrain.scaling.runner import final_validation
 
 RESULTS_FILE = "results.csv"
 CURVES_FILE = "curves.csv"
-RESULT_COLUMNS = ("run", "params", "tokens", "loss", "flops", "tokens_per_param", "budget",
-                  "model")
+RESULT_COLUMNS = ("run", "params", "non_embedding_params", "tokens", "loss", "flops",
+                  "tokens_per_param", "budget", "model", "holdout")
 CURVE_COLUMNS = ("run", "params", "batch", "seq_len", "step", "tokens", "val_loss")
 NOISE_FILE = "noise.csv"
 NOISE_COLUMNS = ("run", "batch", "step", "tokens", "loss", "noise_scale_tokens",
@@ -65,7 +66,7 @@ def collect_sweep(sweep_dir, allow_missing: bool = False) -> tuple[Path, int]:
     results, curves, noise, missing = [], [], [], []
     for row in read_plan(sweep_dir):
         steps, batch = int(row["steps"]), int(row["batch"])
-        params, tokens = int(row["non_embedding_params"]), int(row["tokens"])
+        params, tokens = int(row["params"]), int(row["tokens"])
         validation = final_validation(sweep_dir / "runs" / row["run"])
         final = [v for v in validation if v["step"] >= steps]
         if not final:
@@ -77,10 +78,12 @@ def collect_sweep(sweep_dir, allow_missing: bool = False) -> tuple[Path, int]:
                            "seq_len": seq_len, "step": v["step"], "tokens": v["step"] * batch,
                            "val_loss": v["val_loss"]})
         noise += noise_rows(sweep_dir / "runs" / row["run"], row["run"], batch)
-        results.append({"run": row["run"], "params": params, "tokens": tokens,
-                        "loss": final[-1]["val_loss"], "flops": 6.0 * params * tokens,
-                        "tokens_per_param": tokens / params, "budget": row.get("budget", ""),
-                        "model": row["model"]})
+        results.append({"run": row["run"], "params": params,
+                        "non_embedding_params": int(row["non_embedding_params"]),
+                        "tokens": tokens, "loss": final[-1]["val_loss"],
+                        "flops": 6.0 * params * tokens, "tokens_per_param": tokens / params,
+                        "budget": row.get("budget", ""), "model": row["model"],
+                        "holdout": int(row.get("holdout") or 0)})
     if missing and not allow_missing:
         raise PretrainError(f"{len(missing)} run(s) not finished: {', '.join(missing)}; run "
                             f"`slm sweep run {sweep_dir}` or pass --allow-missing")

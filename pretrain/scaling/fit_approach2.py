@@ -105,6 +105,12 @@ def fit_power_law(flops: np.ndarray, values: np.ndarray) -> PowerLaw:
 def usable_profiles(params, loss, flops, budget=None) -> tuple[list, list]:
     """Profiles with a minimum, and (budget FLOPs, reason) for each budget left out."""
     params, loss, flops = (np.asarray(x, float) for x in (params, loss, flops))
+    if budget is not None:  # runs without a planned budget (extra runs) are no isoFLOP point
+        budget = np.asarray(budget, float)
+        keep = np.isfinite(budget)
+        if not keep.any():
+            return [], []
+        params, loss, flops, budget = params[keep], loss[keep], flops[keep], budget[keep]
     profiles, skipped = [], []
     for index in group_budgets(flops, budget):
         group_flops = float(budget[index][0]) if budget is not None else \

@@ -26,9 +26,10 @@ from scipy.optimize import minimize_scalar
 
 from pretrain.errors import PretrainError
 from pretrain.scaling.fit_approach3 import ChinchillaLaw
-from pretrain.scaling.huber_lse import HUBER_DELTA, fit_lse_huber, grid
+from pretrain.scaling.huber_lse import HUBER_DELTA, distinct_optima, fit_lse_huber, grid
 
 MIN_POINTS = 5  # four parameters
+BOOTSTRAP_STARTS = 8  # as approach 3: each resample refits from the best distinct optima
 GRID_ETA = np.arange(0.0, 1.01, 0.25)
 GRID_LOG_COEFFICIENT = np.arange(0.0, 25.01, 5.0)
 GRID_E = np.arange(-1.0, 1.01, 0.5)
@@ -59,6 +60,7 @@ class OvertrainFit:
     fitted_runs: np.ndarray  # indices of points used for the fit
     heldout_runs: np.ndarray  # indices of points predicted, not fitted
     heldout_relative_error: np.ndarray  # (predicted − actual) / actual per held-out point
+    bootstrap: list = ()  # OvertrainLaw per resample of the fitted points that converged
 
 
 def _terms(flops: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
@@ -72,15 +74,22 @@ def _terms(flops: np.ndarray, multiplier: np.ndarray) -> np.ndarray:
     return terms
 
 
-def fit_overtrain_law(flops, multiplier, loss, delta: float = HUBER_DELTA):
-    """Best (law, objective) over the 900-start grid; inputs positive, len ≥ MIN_POINTS."""
+def _law(theta) -> OvertrainLaw:
+    log_a, log_b, e, eta = (float(x) for x in theta)
+    return OvertrainLaw(E=float(np.exp(e)), a=float(np.exp(log_a)), b=float(np.exp(log_b)),
+                        eta=eta)
+
+
+def fit_overtrain_law(flops, multiplier, loss, delta: float = HUBER_DELTA, starts=None,
+                      full: bool = False):
+    """Best (law, objective) over the 900-start grid (or ``starts``); inputs positive,
+    len ≥ MIN_POINTS. ``full`` adds the LseFit (its optima seed bootstrap refits)."""
     flops, multiplier, loss = (np.asarray(x, float) for x in (flops, multiplier, loss))
-    starts = grid(GRID_LOG_COEFFICIENT, GRID_LOG_COEFFICIENT, GRID_E, GRID_ETA)
+    if starts is None:
+        starts = grid(GRID_LOG_COEFFICIENT, GRID_LOG_COEFFICIENT, GRID_E, GRID_ETA)
     best = fit_lse_huber(_terms(flops, multiplier), np.log(loss), starts, delta)
-    log_a, log_b, e, eta = (float(x) for x in best.theta)
-    law = OvertrainLaw(E=float(np.exp(e)), a=float(np.exp(log_a)), b=float(np.exp(log_b)),
-                       eta=eta)
-    return law, best.objective
+    law = _law(best.theta)
+    return (law, best.objective, best) if full else (law, best.objective)
 
 
 def heldout_split(params: np.ndarray, holdout_params: float | None) -> np.ndarray:
@@ -95,17 +104,34 @@ def heldout_split(params: np.ndarray, holdout_params: float | None) -> np.ndarra
     return mask
 
 
-def fit_overtrain(params, tokens, loss, flops, holdout_params: float | None = None):
-    """Fit on all but the held-out runs, report the held-out relative error."""
+def fit_overtrain(params, tokens, loss, flops, holdout_params: float | None = None,
+                  bootstrap: int = 0, seed: int = 0):
+    """Fit on all but the held-out runs, report the held-out relative error; ``bootstrap``
+    resamples of the fitted runs, each refit from the best distinct optima of the full fit."""
     params, tokens, loss, flops = (np.asarray(x, float) for x in (params, tokens, loss, flops))
     multiplier = tokens / params
     heldout = heldout_split(params, holdout_params)
     fitted = ~heldout
-    law, objective = fit_overtrain_law(flops[fitted], multiplier[fitted], loss[fitted])
+    law, objective, best = fit_overtrain_law(flops[fitted], multiplier[fitted], loss[fitted],
+                                             full=True)
+    laws = []
+    if bootstrap > 0:
+        starts = distinct_optima(best, BOOTSTRAP_STARTS)
+        rng = np.random.default_rng(seed)
+        index_fitted = np.flatnonzero(fitted)
+        for _ in range(bootstrap):
+            index = index_fitted[rng.integers(0, len(index_fitted), len(index_fitted))]
+            try:
+                refit, _ = fit_overtrain_law(flops[index], multiplier[index], loss[index],
+                                             starts=starts)
+            except ArithmeticError:
+                continue
+            laws.append(refit)
     predicted = law.loss(flops[heldout], multiplier[heldout])
     return OvertrainFit(law=law, objective=objective, fitted_runs=np.flatnonzero(fitted),
                         heldout_runs=np.flatnonzero(heldout),
-                        heldout_relative_error=(predicted - loss[heldout]) / loss[heldout])
+                        heldout_relative_error=(predicted - loss[heldout]) / loss[heldout],
+                        bootstrap=laws)
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,27 @@ runs to derive from it. Kinds:
 off-ladder shapes below the smallest preset (``{n_layers: 1, dim: 32, n_heads: 1, ffn_dim: 96}``:
 any of dim, n_heads, ffn_dim replace the ladder's value; multi-head attention, n_heads defaults
 to dim/64 or 1); the base config's ``model.vocab_size`` and ``max_seq_len`` (if set) apply to
-all. N is the non-embedding parameter count (``model.flops``), D = steps ×
-``global_batch_tokens``, and the planned compute is C = 6·N·D. Steps are rounded to whole
+all. N counts every parameter (``params: total``, the default, as Chinchilla, Epoch and Gadre
+et al. do) or the non-embedding ones (``params: non_embedding``, Kaplan et al.'s N; both from
+``model.flops``); D = steps × ``global_batch_tokens``, the planned compute is C = 6·N·D and
+M = D/N. plan.csv carries both counts (``params``: all, ``non_embedding_params``). Steps are rounded to whole
 optimizer steps; runs with fewer than ``min_steps`` are dropped (rounding would move C by more
 than 1/(2·min_steps)). Each run's cosine schedule spans exactly its own horizon (Hoffmann et
 al.: a schedule longer than the run overestimates its loss), with ``warmup_fraction`` of the
 steps as warmup. Runs longer than
 ``max_tokens`` (optional; e.g. one epoch of the data, or what a CPU demo can afford) are dropped
 too: an isoFLOP budget's smallest models are its longest runs.
+
+``runs:`` adds single runs to the kind's grid, fitted with it (e.g. an over-trained series next to
+an isoFLOP grid): ``{model: M, tokens: D}`` or ``{model: M, M: tokens per parameter}``, named
+``<model>-D<tokens>`` or ``<model>-M<m>``, no isoFLOP budget (approach 2 leaves them out).
+``holdout:`` lists runs that are planned, trained and collected with the sweep but left out of
+every fit (``slm sweep fit`` predicts them and reports its error): ``{model: M, tokens: D}`` or
+``{model: M, M: tokens per parameter}``, with ``lr`` unless the model is one of ``models`` (its
+lr) or ``lr`` is one number. They are named ``holdout-<model>-D<tokens>`` or
+``holdout-<model>-M<m>`` and come last; ``min_steps`` and ``max_tokens`` refuse one (an error,
+not a silent drop; the same holds for ``runs:``). plan.csv marks held-out runs in its
+``holdout`` column (1).
 
 Output: ``DIR/plan.csv``, ``DIR/configs/<run>.yaml`` (one `slm pretrain` config per run, whose
 ``trainer.default_root_dir`` is ``DIR/runs/<run>``) and ``DIR/sweep.json`` (the recipe and its
@@ -59,11 +72,13 @@ AXES = {"chinchilla": "tokens", "isoflop": "budgets", "overtrain": "multipliers"
 LR_SCALING = {"sqrt": 0.5, "linear": 1.0, "none": 0.0}  # lr ∝ (B / B_ref)^exponent
 SHAPE_KEYS = ("n_layers", "dim", "n_heads", "ffn_dim")
 PLAN_COLUMNS = ("run", "model", "params", "non_embedding_params", "tokens", "flops", "M", "lr",
-                "batch", "steps", "budget", "training_flops", "config")
+                "batch", "steps", "budget", "training_flops", "holdout", "config")
 RECIPE_KEYS = {"kind", "base_config", "models", "budgets", "tokens", "multipliers", "lr",
                "global_batch_tokens", "micro_batch_size", "warmup_fraction", "min_lr_ratio", "min_steps",
                "val_points", "description", "batch_sizes", "lr_scaling", "reference_batch_tokens",
-               "max_tokens"}
+               "max_tokens", "params", "holdout", "runs"}
+PARAM_COUNTS = ("total", "non_embedding")
+HOLDOUT_KEYS = {"model", "tokens", "M", "lr"}
 SWEEP_FILE = "sweep.json"
 PLAN_FILE = "plan.csv"
 
@@ -116,18 +131,52 @@ def load_recipe(path) -> dict:
     if "base_config" not in recipe:
         raise PretrainError(f"base_config is required: the `slm pretrain` config each run starts "
                             f"from ({path}: base_config)")
-    defaults = {"warmup_fraction": 0.05, "min_lr_ratio": 0.1, "min_steps": 100, "val_points": 4}
+    defaults = {"warmup_fraction": 0.05, "min_lr_ratio": 0.1, "min_steps": 100, "val_points": 4,
+                "params": "total", "holdout": [], "runs": []}
     recipe = {**defaults, **recipe}
     max_tokens = recipe.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or
                                    not isinstance(max_tokens, (int, float)) or max_tokens <= 0):
         raise PretrainError(f"max_tokens must be a positive number, got {max_tokens!r} "
                             f"({path}: max_tokens)")
+    if recipe["params"] not in PARAM_COUNTS:
+        raise PretrainError(f"params must be one of {', '.join(PARAM_COUNTS)} (how N counts in "
+                            f"C = 6ND and M = D/N), got {recipe['params']!r} ({path}: params)")
+    _check_entries(recipe, "runs", path)
+    _check_entries(recipe, "holdout", path)
     # Whole steps move D (and C) by at most 1/(2·steps): 50 steps keep C within 1% of plan.
     if not isinstance(recipe["min_steps"], int) or recipe["min_steps"] < 50:
         raise PretrainError(f"min_steps must be an integer ≥ 50, got {recipe['min_steps']!r} "
                             f"({path}: min_steps)")
     return recipe
+
+
+def _check_entries(recipe: dict, key: str, path: Path) -> None:
+    """``runs:`` and ``holdout:`` entries are ``{model: M, tokens: D}`` or ``{model: M, M: m}``
+    (+ ``lr``)."""
+    holdouts = recipe[key]
+    if not isinstance(holdouts, list):
+        raise PretrainError(f"{key} must be a list of {{model, tokens}} or {{model, M}} "
+                            f"entries ({path}: {key})")
+    if holdouts and recipe["kind"] == "batch":
+        raise PretrainError(f"a batch sweep fits no scaling law: {key} is for the other kinds "
+                            f"({path}: {key})")
+    for i, entry in enumerate(holdouts):
+        where = f"{path}: {key}[{i}]"
+        if not isinstance(entry, dict) or "model" not in entry or set(entry) - HOLDOUT_KEYS or \
+                ("tokens" in entry) == ("M" in entry):
+            raise PretrainError(f"a {key} entry is {{model: ..., tokens: D}} or {{model: ..., "
+                                f"M: tokens per parameter}} (optional lr), got {entry!r} ({where})")
+        for key in ("tokens", "M", "lr"):
+            if key in entry:
+                try:
+                    value = float(entry[key])
+                except (TypeError, ValueError):
+                    value = math.nan
+                if isinstance(entry[key], bool) or not (math.isfinite(value) and value > 0):
+                    raise PretrainError(f"{key} must be a positive number, got {entry[key]!r} "
+                                        f"({where}: {key})")
+                entry[key] = value
 
 
 def _check_batch_recipe(recipe: dict, path: Path) -> None:
@@ -202,10 +251,29 @@ def _name(value: float) -> str:
     return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
 
-def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
-    """The rows of plan.csv (without ``config``), in the order they will run."""
+def _counted(config, count: str) -> int:
+    """N as the sweep counts it: all parameters (``total``) or the non-embedding ones."""
+    from model.flops import non_embedding_param_count, param_count
+
+    return param_count(config) if count == "total" else non_embedding_param_count(config)
+
+
+def _row(run: str, label: str, config, lr: float, tokens: int, batch: int, seq_len: int,
+         count: str, budget=None, holdout: bool = False) -> dict:
     from model.flops import flops_per_token, non_embedding_param_count, param_count
 
+    counted = _counted(config, count)
+    return {"run": run, "model": label, "params": param_count(config),
+            "non_embedding_params": non_embedding_param_count(config), "tokens": tokens,
+            "flops": 6.0 * counted * tokens, "M": tokens / counted, "lr": lr, "batch": batch,
+            "steps": tokens // batch, "budget": budget if budget is not None else "",
+            "training_flops": flops_per_token(config, seq_len) * tokens,
+            "holdout": int(holdout), "_config": config}
+
+
+def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
+    """The rows of plan.csv (without ``config``), in the order they will run: the fitted runs,
+    then the held-out ones."""
     base_model = base.get("model") or {}
     base_data = base.get("data") or {}
     batch = int(recipe.get("global_batch_tokens") or base_data.get("global_batch_tokens") or 0)
@@ -219,14 +287,15 @@ def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
     if isinstance(lrs, list) and len(lrs) != len(models):
         raise PretrainError(f"lr must be one number or one per model ({len(models)}) "
                             f"({recipe_path}: lr)")
+    count = recipe.get("params", "total")
     rows = []
     for index, (label, config) in enumerate(models):
         lr = float(lrs[index] if isinstance(lrs, list) else lrs)
-        params = non_embedding_param_count(config)
         kind = recipe["kind"]
         if kind == "batch":
-            _plan_batch_runs(recipe, recipe_path, base, label, config, lr, params, rows)
+            _plan_batch_runs(recipe, recipe_path, base, label, config, lr, rows)
             continue
+        params = _counted(config, count)
         if kind == "isoflop":
             targets = [(f"C{_name(c)}-{label}", c / (6.0 * params), c) for c in recipe["budgets"]]
         elif kind == "chinchilla":
@@ -243,24 +312,58 @@ def plan_runs(recipe: dict, recipe_path: Path, base: dict) -> list[dict]:
                 log.info("skipping %s: %d tokens > max_tokens %d", run, tokens,
                          recipe["max_tokens"])
                 continue
-            rows.append({
-                "run": run, "model": label, "params": param_count(config),
-                "non_embedding_params": params, "tokens": tokens,
-                "flops": 6.0 * params * tokens, "M": tokens / params, "lr": lr, "batch": batch,
-                "steps": steps, "budget": budget if budget is not None else "",
-                "training_flops": flops_per_token(config, seq_len) * tokens,
-                "_config": config,
-            })
+            rows.append(_row(run, label, config, lr, tokens, batch, seq_len, count, budget))
     if not rows:
         raise PretrainError(f"the sweep plans no run: every run is shorter than min_steps="
                             f"{recipe['min_steps']} ({recipe_path})")
+    for key in ("runs", "holdout"):
+        for i, entry in enumerate(recipe.get(key) or []):
+            rows.append(_entry_row(entry, key, f"{recipe_path}: {key}[{i}]", recipe, base, lrs,
+                                   batch, seq_len, count, rows))
     return rows
 
 
-def _plan_batch_runs(recipe, recipe_path, base, label, config, lr, params, rows) -> None:
-    """One row per batch size: the same model and token budget, lr scaled by lr_scaling."""
-    from model.flops import flops_per_token, param_count
+def _entry_row(entry, key, where, recipe, base, lrs, batch, seq_len, count, rows) -> dict:
+    """The plan row of one ``runs:`` or ``holdout:`` entry; refused (never dropped quietly)
+    when it breaks min_steps or max_tokens or repeats a run name."""
+    holdout = key == "holdout"
+    label, config = model_config(entry["model"], base.get("model") or {}, f"{where}: model")
+    lr = _holdout_lr(entry, recipe, lrs, where)
+    prefix = "holdout-" if holdout else ""
+    if "tokens" in entry:
+        run, tokens_wanted = f"{prefix}{label}-D{_name(entry['tokens'])}", entry["tokens"]
+    else:
+        run = f"{prefix}{label}-M{_name(entry['M'])}"
+        tokens_wanted = entry["M"] * _counted(config, count)
+    steps = round(tokens_wanted / batch)
+    tokens = steps * batch
+    what = "held-out run" if holdout else "run"
+    if steps < recipe["min_steps"]:
+        raise PretrainError(f"{what} {run} would train {steps} steps, fewer than "
+                            f"min_steps={recipe['min_steps']} ({where})")
+    if recipe.get("max_tokens") and tokens > recipe["max_tokens"]:
+        raise PretrainError(f"{what} {run} would train {tokens:,} tokens, more than "
+                            f"max_tokens={recipe['max_tokens']:,} ({where})")
+    if any(r["run"] == run for r in rows):
+        raise PretrainError(f"{what} {run} is planned twice ({where})")
+    return _row(run, label, config, lr, tokens, batch, seq_len, count, holdout=holdout)
 
+
+def _holdout_lr(entry: dict, recipe: dict, lrs, where: str) -> float:
+    """The entry's ``lr``, else that of the same model in ``models``, else the sweep's one lr."""
+    if "lr" in entry:
+        return float(entry["lr"])
+    if not isinstance(lrs, list):
+        return float(lrs)
+    for model, lr in zip(recipe["models"], lrs):
+        if model == entry["model"]:
+            return float(lr)
+    raise PretrainError(f"a model that is not in models needs its own lr "
+                        f"(lr is one per model) ({where}: lr)")
+
+
+def _plan_batch_runs(recipe, recipe_path, base, label, config, lr, rows) -> None:
+    """One row per batch size: the same model and token budget, lr scaled by lr_scaling."""
     base_data = base.get("data") or {}
     seq_len = int(base_data.get("seq_len", 2048))
     micro = int(recipe.get("micro_batch_size") or base_data.get("micro_batch_size", 8))
@@ -281,15 +384,9 @@ def _plan_batch_runs(recipe, recipe_path, base, label, config, lr, params, rows)
         if steps < recipe["min_steps"]:
             log.info("skipping %s: %d steps < min_steps %d", run, steps, recipe["min_steps"])
             continue
-        tokens = steps * batch
-        rows.append({
-            "run": run, "model": label, "params": param_count(config),
-            "non_embedding_params": params, "tokens": tokens, "flops": 6.0 * params * tokens,
-            "M": tokens / params,
-            "lr": lr * (batch / float(recipe["reference_batch_tokens"])) ** exponent,
-            "batch": batch, "steps": steps, "budget": "",
-            "training_flops": flops_per_token(config, seq_len) * tokens, "_config": config,
-        })
+        rows.append(_row(run, label, config,
+                         lr * (batch / float(recipe["reference_batch_tokens"])) ** exponent,
+                         steps * batch, batch, seq_len, recipe.get("params", "total")))
 
 
 def run_config(base: dict, row: dict, recipe: dict, run_dir: Path) -> dict:
@@ -348,18 +445,22 @@ def plan_sweep(recipe_path, output) -> Path:
     for row in rows:
         config_path = output / "configs" / f"{row['run']}.yaml"
         config = run_config(base, row, recipe, output / "runs" / row["run"])
-        header = (f"# Planned by `slm sweep plan --config {recipe_path}` ({recipe['kind']}).\n"
-                  f"# {row['run']}: N={row['non_embedding_params']:,} non-embedding params, "
-                  f"D={row['tokens']:,} tokens, C=6ND={row['flops']:.4g} FLOPs, "
-                  f"M={row['M']:.3g} tokens/param.\n")
+        role = "held out: trained, never fitted" if row["holdout"] else recipe["kind"]
+        header = (f"# Planned by `slm sweep plan --config {recipe_path}` ({role}).\n"
+                  f"# {row['run']}: N={row['params']:,} params ({row['non_embedding_params']:,} "
+                  f"non-embedding), D={row['tokens']:,} tokens, C=6ND={row['flops']:.4g} FLOPs "
+                  f"and M={row['M']:.3g} tokens/param with N counted as {recipe['params']}.\n")
         write_atomic(config_path, header + yaml.safe_dump(config, sort_keys=False))
         row["config"] = str(config_path)
     write_atomic(existing, json.dumps(
         {"recipe": str(recipe_path), "base_config": str(base_path), "kind": recipe["kind"],
-         "fingerprint": fingerprint, "runs": [r["run"] for r in rows]}, indent=2) + "\n")
+         "fingerprint": fingerprint, "params_count": recipe["params"],
+         "runs": [r["run"] for r in rows],
+         "holdout": [r["run"] for r in rows if r["holdout"]]}, indent=2) + "\n")
     plan_csv = write_csv_atomic(output / PLAN_FILE, rows, PLAN_COLUMNS)
-    log.info("planned %d %s runs, total C = %.3g FLOPs (6ND)", len(rows), recipe["kind"],
-             sum(r["flops"] for r in rows))
+    log.info("planned %d %s runs (%d held out), total C = %.3g FLOPs (6ND, N counted as %s)",
+             len(rows), recipe["kind"], sum(r["holdout"] for r in rows),
+             sum(r["flops"] for r in rows), recipe["params"])
     return plan_csv
 
 

@@ -4,8 +4,9 @@
 - ``loss_vs_params_tokens.png``: loss vs N and vs D with the approach-3 law drawn through;
 - ``frontier.png``: N_opt(C) and D_opt(C) from approaches 3 and 2 next to Chinchilla's and
   Kaplan's published lines, with TinyLlama's 1.1B/3T point;
-- ``loss_vs_compute_by_multiplier.png``: reducible loss vs compute for each multiplier M with
-  the over-training law (parallel lines in log-log space);
+- ``loss_vs_compute_by_multiplier.png``: loss and reducible loss vs compute for each
+  multiplier M with the over-training law (parallel lines in log-log space; approach 3 at
+  fixed M where it was not fitted) and the held-out runs with their predicted intervals;
 - ``overtrained.png``: loss vs compute along the compute-optimal frontier and at fixed M,
   with a TinyLlama-like run (~2,700 tokens/param);
 - batch sweeps (``slm sweep fit --curves``): ``batch_tradeoff.png`` (loss curves per batch; steps
@@ -42,6 +43,10 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _meaning(analysis) -> str:
+    return analysis.summary.get("params_meaning", "all parameters")
+
+
 def _colors(plt, values):
     """One colour per value along a log scale (viridis)."""
     values = np.asarray(values, float)
@@ -66,7 +71,7 @@ def plot_isoflop(analysis, path: Path) -> Path | None:
         ax.scatter([profile.optimal_params], [profile.optimal_loss], marker="*", s=140,
                    color=color, edgecolor="black", zorder=4)
     ax.set_xscale("log")
-    ax.set_xlabel("non-embedding parameters N")
+    ax.set_xlabel(f"parameters N ({_meaning(analysis)})")
     ax.set_ylabel("final validation loss (nats/token)")
     ax.set_title("IsoFLOP profiles (approach 2); ★ = parabola minimum")
     ax.grid(True, which="both", alpha=0.3)
@@ -89,7 +94,7 @@ def plot_loss_vs_params_tokens(analysis, path: Path) -> Path:
     check.legend(fontsize=8)
     # Left: loss vs N, curves of the law at a few fixed D; points coloured by D.
     for ax, x, other, x_name, other_name in (
-            (left, results.params, results.tokens, "non-embedding parameters N", "D"),
+            (left, results.params, results.tokens, f"parameters N ({_meaning(analysis)})", "D"),
             (right, results.tokens, results.params, "training tokens D", "N")):
         levels = np.unique(np.quantile(other, [0.0, 0.5, 1.0]))
         colors = _colors(plt, np.concatenate([levels, other]))
@@ -127,7 +132,7 @@ def plot_frontier(analysis, path: Path) -> Path:
          "Chinchilla: N ∝ C^0.5 (20 tokens/param)"),
         (references.kaplan_params(flops), "C2", ":", "Kaplan: N ∝ C^0.73 (PF-day fit)"),
     ]
-    for ax, convert, name in ((left, lambda n: n, "N_opt (non-embedding parameters)"),
+    for ax, convert, name in ((left, lambda n: n, f"N_opt ({_meaning(analysis)})"),
                               (right, lambda n: flops / (6 * n), "D_opt (training tokens)")):
         for values, color, style, label in params_lines:
             ax.plot(flops, convert(values), color=color, ls=style, lw=1.6, label=label)
@@ -182,39 +187,70 @@ def _multiplier_groups(multiplier: np.ndarray) -> list[tuple[float, np.ndarray]]
     return groups
 
 
-def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path | None:
-    fit = analysis.overtrain
-    if fit is None:
-        return None
+def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path:
+    """Loss vs compute at fixed tokens/param M: the over-training law's lines (approach 3's at
+    fixed M where it was not fitted), the fitted runs, and the held-out runs (★, with the 95%
+    interval of their prediction) that the lines extrapolate to."""
     plt = _pyplot()
-    results, law = analysis.results, fit.law
-    multiplier = results.tokens_per_param
-    groups = _multiplier_groups(multiplier)
+    results, fit = analysis.results, analysis.overtrain
+    heldout = analysis.heldout
+    law3 = analysis.approach3.law
+    if fit is not None:
+        name, law, floor = "over-training law", fit.law, fit.law.E
+
+        def curve(flops, m):
+            return law.loss(flops, m)
+    else:
+        name, floor = "approach 3 at fixed M", law3.E
+
+        def curve(flops, m):
+            params = np.sqrt(flops / (6.0 * m))
+            return law3.loss(params, m * params)
+    all_m = results.tokens_per_param if heldout is None else \
+        np.concatenate([results.tokens_per_param, heldout.tokens_per_param])
+    all_flops = results.flops if heldout is None else \
+        np.concatenate([results.flops, heldout.flops])
+    groups = _multiplier_groups(all_m)
     colors = _colors(plt, [m for m, _ in groups] + [1.0])
-    heldout = set(fit.heldout_runs.tolist())
+    internal = set(fit.heldout_runs.tolist()) if fit is not None else set()
+    count = len(results)
+    predictions = {h["run"]: h["predictions"][-1] for h in analysis.summary.get("heldout", [])}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     for (m, index), color in zip(groups, colors):
-        flops = np.geomspace(results.flops[index].min() / 2, results.flops[index].max() * 4, 50)
-        for ax, shift in ((left, 0.0), (right, law.E)):
-            ax.plot(flops, law.loss(flops, m) - shift, color=color, lw=1.2,
-                    label=f"M = {m:g}")
-            fitted = [i for i in index if i not in heldout]
-            held = [i for i in index if i in heldout]
+        flops = np.geomspace(all_flops[index].min() / 2, all_flops[index].max() * 2, 50)
+        fitted = [i for i in index if i < count and i not in internal]
+        extrapolated = [i for i in index if i < count and i in internal]
+        held = [i - count for i in index if i >= count]
+        for ax, shift in ((left, 0.0), (right, floor)):
+            ax.plot(flops, curve(flops, m) - shift, color=color, lw=1.2, label=f"M = {m:g}")
             ax.scatter(results.flops[fitted], results.loss[fitted] - shift, color=color, s=20,
                        zorder=3)
-            if held:
-                ax.scatter(results.flops[held], results.loss[held] - shift, color=color, s=60,
-                           marker="D", edgecolor="black", zorder=4)
+            if extrapolated:
+                ax.scatter(results.flops[extrapolated], results.loss[extrapolated] - shift,
+                           color=color, s=60, marker="D", edgecolor="black", zorder=4)
+            for j in held:
+                run = heldout.run[j]
+                ax.scatter([heldout.flops[j]], [heldout.loss[j] - shift], color=color, s=220,
+                           marker="*", edgecolor="black", zorder=5)
+                p = predictions.get(run)
+                if p is not None and p["low"] is not None:
+                    ax.errorbar([heldout.flops[j]], [p["loss"] - shift],
+                                yerr=[[p["loss"] - p["low"]], [p["high"] - p["loss"]]],
+                                fmt="_", color="black", capsize=4, zorder=4)
+                ax.annotate(run, (heldout.flops[j], heldout.loss[j] - shift), fontsize=6,
+                            xytext=(4, 4), textcoords="offset points")
     left.set_ylabel("final validation loss (nats/token)")
-    right.set_ylabel(f"reducible loss L − E  (E = {law.E:.3g})")
+    right.set_ylabel(f"reducible loss L − E  (E = {floor:.3g})")
     right.set_yscale("log")
     for ax in (left, right):
         ax.set_xscale("log")
         ax.set_xlabel("training compute C = 6ND (FLOPs)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-    left.set_title("Loss vs compute at fixed tokens/param M (◆ = held out)")
-    right.set_title(f"Over-training law, log-log: parallel lines of slope −η = {-law.eta:.3f}")
+    left.set_title(f"Loss vs compute per M, {name}\n● fitted  ★ held out (bar: predicted, "
+                   f"95%)" + ("  ◆ extrapolated" if internal else ""), fontsize=10)
+    slope = f"slope −η = {-fit.law.eta:.3f}" if fit is not None else "approach 3"
+    right.set_title(f"Reducible loss, log-log ({slope})", fontsize=10)
     return _save(fig, path)
 
 

@@ -24,12 +24,15 @@ def kaplan_params(flops):
     return KAPLAN_COEFFICIENT * (np.asarray(flops, float) / PETAFLOP_DAY) ** KAPLAN_EXPONENT
 
 
-def tinyllama_point() -> dict:
-    """TinyLlama's (non-embedding params, tokens, 6·N·D FLOPs), from the model preset."""
+def tinyllama_point(count: str = "total") -> dict:
+    """TinyLlama's (params, tokens, 6·N·D FLOPs), from the model preset; N counts all
+    parameters (``total``) or the non-embedding ones."""
     from model import LlamaConfig
-    from model.flops import non_embedding_param_count
+    from model.flops import non_embedding_param_count, param_count
 
-    params = float(non_embedding_param_count(LlamaConfig.from_name(TINYLLAMA_PRESET)))
+    config = LlamaConfig.from_name(TINYLLAMA_PRESET)
+    params = float(param_count(config) if count == "total" else
+                   non_embedding_param_count(config))
     return {"params": params, "tokens": TINYLLAMA_TOKENS,
             "flops": 6.0 * params * TINYLLAMA_TOKENS,
             "tokens_per_param": TINYLLAMA_TOKENS / params}

@@ -18,7 +18,10 @@ def render_report(summary: dict, plots: list[str]) -> str:
     lines = [
         "# Scaling-law fit",
         "",
-        f"Results: `{summary['results']}` ({summary['points']} runs).",
+        f"Results: `{summary['results']}` ({summary['points']} fitted runs"
+        + (f", {len(summary['holdout_runs'])} held out" if summary.get("holdout_runs") else "")
+        + f"). N counts {summary.get('params_meaning', 'all parameters')} "
+        f"(`--params {summary.get('params_count', 'total')}`); C = 6·N·D, M = D/N.",
         "",
         "## Approach 3: L(N, D) = E + A/N^α + B/D^β",
         "",
@@ -45,7 +48,7 @@ def render_report(summary: dict, plots: list[str]) -> str:
         lines.append(f"| {row['flops']:.3g} | {row['params']:.3g}{n_ci} | {row['tokens']:.3g} | "
                      f"{row['tokens_per_param']:.3g} | {row['loss']:.4g} |")
     tiny = a3["tinyllama"]
-    lines += ["", f"TinyLlama-like run ({tiny['params']:.3g} non-embedding parameters, "
+    lines += ["", f"TinyLlama-like run ({tiny['params']:.3g} parameters as N counts them, "
                   f"{tiny['tokens']:.3g} tokens, {tiny['tokens_per_param']:,.0f} tokens/param, "
                   f"{tiny['flops']:.3g} FLOPs): predicted loss {tiny['predicted_loss']:.4g}; the "
                   f"compute-optimal model at the same compute reaches "
@@ -98,6 +101,7 @@ def render_report(summary: dict, plots: list[str]) -> str:
         else:
             lines.append("\nNo runs held out (too few would remain to fit).")
 
+    lines += _heldout_section(summary)
     inf = summary["inference_optimal"]
     lines += ["", "## Inference-aware optimum (Sardana et al. 2024)", "",
               f"Minimise 6·N·D_train + 2·N·D_inference subject to L(N, D_train) = "
@@ -109,6 +113,28 @@ def render_report(summary: dict, plots: list[str]) -> str:
                      f"{r['tokens_per_param']:.3g} | {r['total_flops']:.3g} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _heldout_section(summary: dict) -> list[str]:
+    """The held-out runs: predicted before they were seen, against what they reached."""
+    heldout = summary.get("heldout")
+    if not heldout:
+        return []
+    lines = ["", "## Held-out runs: trained with the sweep, never fitted", "",
+             "Each law's prediction with its 95% bootstrap interval (the spread of the same "
+             "prediction over the bootstrap refits), against the run's final validation loss.",
+             "", "| run | N | D | M | C (× largest fitted) | law | predicted [95% interval] | "
+             "actual | error | inside |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for h in heldout:
+        for p in h["predictions"]:
+            interval = "" if p["low"] is None else f" [{p['low']:.4f}, {p['high']:.4f}]"
+            lines.append(f"| {h['run']} | {h['params']:.3g} | {h['tokens']:.3g} | "
+                         f"{h['multiplier']:.3g} | {h['flops']:.3g} "
+                         f"({h['compute_vs_largest_fitted']:.3g}×) | {p['law']} | "
+                         f"{p['loss']:.4f}{interval} | {h['actual_loss']:.4f} | "
+                         f"{100 * p['relative_error']:+.2f}% | "
+                         f"{ {True: 'yes', False: 'no', None: '—'}[p['inside_interval']]} |")
+    return lines
 
 
 def render_batch_report(summary: dict, plots: list[str]) -> str:

@@ -1,12 +1,17 @@
 """The sweep results file: a CSV with one row per finished run.
 
-Columns (DESIGN.md, "Sweep results"): ``params`` (non-embedding parameters), ``tokens``
-(training tokens), ``loss`` (final validation loss, nats/token) are required; ``flops``
-(training FLOPs; 6·params·tokens when absent or blank), ``run`` (a name), ``tokens_per_param``
-and ``budget`` (the planned isoFLOP budget, which groups runs for approach 2) are optional.
-A file with ``flops`` but no ``tokens`` column is accepted too: tokens = flops / (6·params), the
-convention of Chinchilla's isoFLOP data. Other column names map onto ours with ``columns``
-(e.g. ``{"params": "Model Size"}``).
+Columns (DESIGN.md, "Sweep results"): ``params`` (all parameters), ``tokens`` (training
+tokens), ``loss`` (final validation loss, nats/token) are required; ``non_embedding_params``,
+``flops`` (training FLOPs 6·params·tokens; computed when absent or blank), ``run`` (a name),
+``tokens_per_param``, ``budget`` (the planned isoFLOP budget, which groups runs for approach 2)
+and ``holdout`` (1: a held-out run, predicted but never fitted) are optional. A file with
+``flops`` but no ``tokens`` column is accepted too: tokens = flops / (6·params), the convention
+of Chinchilla's isoFLOP data. Other column names map onto ours with ``columns`` (e.g.
+``{"params": "Model Size"}``).
+
+``count`` picks the N of the fit: ``total`` (the ``params`` column, the default: Chinchilla,
+Epoch and Gadre et al. count every parameter) or ``non_embedding`` (``non_embedding_params``,
+Kaplan et al.'s N; then C = 6·N·D and M = D/N are recomputed with that N).
 """
 
 from __future__ import annotations
@@ -21,13 +26,16 @@ import numpy as np
 from pretrain.errors import PretrainError
 from tokenizer.atomic import atomic_file
 
-RESULTS_COLUMNS = ("run", "params", "tokens", "loss", "flops", "tokens_per_param", "budget")
-POSITIVE_COLUMNS = ("params", "tokens", "loss", "flops", "budget")
+RESULTS_COLUMNS = ("run", "params", "non_embedding_params", "tokens", "loss", "flops",
+                   "tokens_per_param", "budget", "holdout")
+POSITIVE_COLUMNS = ("params", "non_embedding_params", "tokens", "loss", "flops", "budget")
+PARAM_COUNTS = ("total", "non_embedding")
 
 
 @dataclass(frozen=True)
 class Results:
-    """Validated points; every array has one entry per run, all positive and finite."""
+    """Validated points; every array has one entry per run, all positive and finite.
+    ``params`` is N as ``count`` says; ``flops`` = 6·N·D unless the file gave them."""
 
     path: str
     params: np.ndarray
@@ -36,9 +44,25 @@ class Results:
     flops: np.ndarray
     run: list
     budget: np.ndarray | None  # planned isoFLOP budget per run, when the file has one
+    holdout: np.ndarray | None = None  # bool per run: held out of every fit
+    count: str = "total"
 
     def __len__(self) -> int:
         return len(self.params)
+
+    @property
+    def held_out(self) -> np.ndarray:
+        return np.zeros(len(self), bool) if self.holdout is None else self.holdout
+
+    def subset(self, mask) -> "Results":
+        """The runs where ``mask`` is true (same path and count)."""
+        mask = np.asarray(mask, bool)
+        return Results(path=self.path, params=self.params[mask], tokens=self.tokens[mask],
+                       loss=self.loss[mask], flops=self.flops[mask],
+                       run=[r for r, keep in zip(self.run, mask) if keep],
+                       budget=None if self.budget is None else self.budget[mask],
+                       holdout=None if self.holdout is None else self.holdout[mask],
+                       count=self.count)
 
     @property
     def tokens_per_param(self) -> np.ndarray:
@@ -69,10 +93,21 @@ def _number(text: str, column: str, where: str) -> float:
     return value
 
 
-def read_results(path, columns: dict | None = None) -> Results:
+def _flag(text: str, where: str) -> bool:
+    value = text.strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise PretrainError(f"holdout must be 1 or 0 (true/false), got {text!r} ({where})")
+
+
+def read_results(path, columns: dict | None = None, count: str = "total") -> Results:
     """Read and validate a results CSV; any problem is a one-line PretrainError naming the
     file, and the line for bad values."""
     path = Path(path)
+    if count not in PARAM_COUNTS:
+        raise PretrainError(f"--params must be one of {', '.join(PARAM_COUNTS)}, got {count!r}")
     names = {ours: (columns or {}).get(ours, ours) for ours in RESULTS_COLUMNS}
     if not path.is_file():
         raise PretrainError(f"results file not found ({path})")
@@ -83,10 +118,13 @@ def read_results(path, columns: dict | None = None) -> Results:
         missing = [names[c] for c in ("params", "loss") if names[c] not in header]
         if names["tokens"] not in header and names["flops"] not in header:
             missing.append(f"{names['tokens']} (or {names['flops']})")
+        if count == "non_embedding" and names["non_embedding_params"] not in header:
+            missing.append(f"{names['non_embedding_params']} (asked for by --params "
+                           f"non_embedding)")
         if missing:
             raise PretrainError(f"results file lacks column(s) {', '.join(missing)}; it has "
                                 f"{', '.join(header) or 'no header'} ({path})")
-        values = {c: [] for c in ("params", "tokens", "loss", "flops", "budget")}
+        values = {c: [] for c in ("params", "tokens", "loss", "flops", "budget", "holdout")}
         runs = []
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
@@ -101,7 +139,12 @@ def read_results(path, columns: dict | None = None) -> Results:
                 tokens = _number(tokens_text, "tokens", where)
             else:
                 tokens = flops / (6.0 * params)
+            if count == "non_embedding":  # the file's flops count all parameters
+                params = _number(row.get(names["non_embedding_params"]) or "",
+                                 "non_embedding_params", where)
+                flops = None
             budget_text = (row.get(names["budget"]) or "").strip()
+            values["holdout"].append(_flag(row.get(names["holdout"]) or "", where))
             values["params"].append(params)
             values["tokens"].append(tokens)
             values["loss"].append(loss)
@@ -115,7 +158,8 @@ def read_results(path, columns: dict | None = None) -> Results:
     return Results(path=str(path), params=np.array(values["params"]),
                    tokens=np.array(values["tokens"]), loss=np.array(values["loss"]),
                    flops=np.array(values["flops"]), run=runs,
-                   budget=None if np.isnan(budget).any() else budget)
+                   budget=None if np.isnan(budget).all() else budget,
+                   holdout=np.array(values["holdout"], bool), count=count)
 
 
 def write_csv_atomic(path, rows: list[dict], fieldnames) -> Path:

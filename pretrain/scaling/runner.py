@@ -61,13 +61,21 @@ def _selected(rows: list[dict], runs: list[str] | None, sweep_dir) -> list[dict]
     return [r for r in rows if r["run"] in runs]
 
 
+def _cost(row: dict) -> float:
+    """A run's planned training FLOPs (its tokens when the plan predates that column)."""
+    try:
+        return float(row.get("training_flops") or row["tokens"])
+    except (TypeError, ValueError):
+        return 0.0
+
+
 def run_sweep(sweep_dir, runs: list[str] | None = None,
               train_command: list[str] | None = None, jobs: int = 1) -> int:
     """Train every selected run that is not finished, up to ``jobs`` at a time; PretrainError
     naming the failed runs.
 
-    With ``jobs`` > 1 each run gets ``OMP_NUM_THREADS`` = CPU cores / jobs (unless the caller
-    set it): the tiny models of a CPU sweep use a second thread poorly, so two one-thread runs
+    With ``jobs`` > 1 the runs start longest first (planned training FLOPs), and each gets
+    ``OMP_NUM_THREADS`` = CPU cores / jobs (unless the caller set it): the tiny models of a CPU sweep use a second thread poorly, so two one-thread runs
     side by side finish sooner than two two-thread runs in turn."""
     sweep_dir = Path(sweep_dir)
     if jobs < 1:
@@ -80,6 +88,10 @@ def run_sweep(sweep_dir, runs: list[str] | None = None,
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
     failed, running = [], []
     todo = list(enumerate(rows, start=1))
+    if jobs > 1:
+        # Longest first (LPT): a long run started last would leave the other slots idle at the
+        # end; started first, the short runs fill in around it.
+        todo.sort(key=lambda item: -_cost(item[1]))
 
     def finish(process, row, prefix, started, train_log) -> None:
         train_log.close()
@@ -107,7 +119,9 @@ def run_sweep(sweep_dir, runs: list[str] | None = None,
                     print(f"{prefix}: finished already, skipped", flush=True)
                     continue
                 run_dir.mkdir(parents=True, exist_ok=True)
-                print(f"{prefix}: training N={int(row['non_embedding_params']):,} on "
+                held = " (held out)" if row.get("holdout") == "1" else ""
+                print(f"{prefix}{held}: training N={int(row['params']):,} "
+                      f"({int(row['non_embedding_params']):,} non-embedding) on "
                       f"D={int(row['tokens']):,} tokens ({steps} steps); "
                       f"log {run_dir / TRAIN_LOG}", flush=True)
                 train_log = (run_dir / TRAIN_LOG).open("a", encoding="utf-8")

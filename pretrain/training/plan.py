@@ -113,5 +113,20 @@ def resolve_plan(*, seq_len: int, max_seq_len: int, micro_batch_size: int, world
                    max_steps=max_steps, max_tokens=max_tokens, val_every_n_steps=val_every_n_steps)
 
 
+def check_single_epoch(plan: RunPlan, sources: list[tuple[str, float, int]]) -> None:
+    """``data.single_epoch``: PretrainError when the run needs more training samples of a source
+    than one epoch holds. ``sources``: (path, share of the samples, samples per epoch) each."""
+    samples = plan.max_steps * plan.global_batch_samples
+    for path, share, per_epoch in sources:
+        needed = math.ceil(samples * share)
+        if needed > per_epoch:
+            raise PretrainError(
+                f"the run would repeat data: it needs {needed * plan.seq_len:,} training tokens "
+                f"({needed:,} samples of {plan.seq_len}) but one epoch of {path} holds "
+                f"{per_epoch * plan.seq_len:,} ({per_epoch:,} samples); lower trainer.max_steps "
+                f"(≤ {per_epoch // max(1, math.ceil(plan.global_batch_samples * share)):,}) or "
+                f"use more data (data.single_epoch)")
+
+
 def save_plan(plan: RunPlan, run_dir: str | Path) -> Path:
     return write_json_atomic(Path(run_dir) / PLAN_NAME, plan.to_dict())

@@ -37,3 +37,23 @@ def sweep_recipe():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def holdout_fit(tmp_path_factory):
+    """(fit dir, fit.json, stdout) of `slm sweep fit` on ``synthetic_sweep()`` (15 fitted runs,
+    2 held out; approach 3 and over-training, 10 bootstrap resamples)."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.scaling.synthetic import synthetic_sweep, write_results
+
+    root = tmp_path_factory.mktemp("holdout-fit")
+    results = write_results(root / "results.csv", synthetic_sweep())
+    out = root / "fit"
+    proc = subprocess.run([sys.executable, "-m", "pretrain.cli", "sweep", "fit", "--results",
+                           str(results), "--output", str(out), "--bootstrap", "10",
+                           "--fits", "3,overtrain"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads((out / "fit.json").read_text()), proc.stdout

@@ -37,6 +37,25 @@ def isoflop_points(law: ChinchillaLaw = CHINCHILLA, budgets=(1e18, 1e19, 1e20, 1
     return tuple(np.array(column) for column in zip(*rows))
 
 
+def synthetic_sweep(noise: float = 0.003, seed: int = 3) -> dict:
+    """Results columns: isoFLOP runs at 1e18–1e20 (fitted) with noise, plus two exact held-out
+    runs at 10× the largest budget: ``held0`` near compute-optimal, ``held1`` over-trained
+    (M = 10× the optimal tokens per parameter)."""
+    params, tokens, loss, flops = isoflop_points(budgets=(1e18, 1e19, 1e20),
+                                                 sizes_per_budget=5, noise=noise, seed=seed)
+    big = 1e21
+    n_opt = float(CHINCHILLA.optimal_params(big))
+    m_opt = float(CHINCHILLA.optimal_tokens(big)) / n_opt
+    n_over = float(np.sqrt(big / (6 * 10 * m_opt)))
+    held = [(n_opt, big / (6 * n_opt)), (n_over, 10 * m_opt * n_over)]
+    return {"run": [f"fit{i}" for i in range(len(params))] + ["held0", "held1"],
+            "params": list(params) + [n for n, _ in held],
+            "tokens": list(tokens) + [d for _, d in held],
+            "loss": list(loss) + [float(CHINCHILLA.loss(n, d)) for n, d in held],
+            "budget": list(flops) + [big, big],
+            "holdout": [0] * len(params) + [1, 1]}
+
+
 def write_results(path: Path, columns: dict) -> Path:
     """A results CSV from equal-length columns {name: values}."""
     names = list(columns)

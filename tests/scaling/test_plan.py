@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from model.config import ladder_config
-from model.flops import non_embedding_param_count
+from model.flops import non_embedding_param_count, param_count
 
 
 def read_plan(sweep_dir):
@@ -15,12 +15,12 @@ def read_plan(sweep_dir):
 
 
 def test_isoflop_runs_spend_their_budget_within_one_percent(slm, tmp_path, sweep_recipe):
-    recipe = sweep_recipe(tmp_path / "iso.yaml", kind="isoflop", budgets=[4e11, "1.2e12"])
+    recipe = sweep_recipe(tmp_path / "iso.yaml", kind="isoflop", budgets=[1e12, "3e12"])
     slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
     rows = read_plan(tmp_path / "s")
     assert len(rows) == 4  # 2 budgets × 2 sizes, all ≥ 50 steps
     for row in rows:
-        params, tokens = int(row["non_embedding_params"]), int(row["tokens"])
+        params, tokens = int(row["params"]), int(row["tokens"])  # N: all parameters
         budget = float(row["budget"])
         assert 6 * params * tokens == pytest.approx(budget, rel=0.01)
         assert float(row["flops"]) == pytest.approx(6 * params * tokens)
@@ -29,14 +29,29 @@ def test_isoflop_runs_spend_their_budget_within_one_percent(slm, tmp_path, sweep
     assert {int(r["non_embedding_params"]) for r in rows} == {
         non_embedding_param_count(ladder_config(1, vocab_size=1024)),
         non_embedding_param_count(ladder_config(2, vocab_size=1024))}
+    assert {int(r["params"]) for r in rows} == {
+        param_count(ladder_config(1, vocab_size=1024)),
+        param_count(ladder_config(2, vocab_size=1024))}
+
+
+def test_params_non_embedding_counts_kaplans_n_in_budget_and_multiplier(slm, tmp_path,
+                                                                         sweep_recipe):
+    recipe = sweep_recipe(tmp_path / "iso.yaml", kind="isoflop", budgets=[4e11],
+                          params="non_embedding")
+    slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
+    for row in read_plan(tmp_path / "s"):
+        params, tokens = int(row["non_embedding_params"]), int(row["tokens"])
+        assert 6 * params * tokens == pytest.approx(4e11, rel=0.01)
+        assert float(row["M"]) == pytest.approx(tokens / params)
+        assert int(row["params"]) > params  # both counts still carried
 
 
 def test_overtrain_runs_train_for_their_multiplier(slm, tmp_path, sweep_recipe):
-    recipe = sweep_recipe(tmp_path / "ot.yaml", kind="overtrain", multipliers=[0.1, 20, 2700])
+    recipe = sweep_recipe(tmp_path / "ot.yaml", kind="overtrain", multipliers=[0.05, 20, 2700])
     slm("sweep", "plan", "--config", recipe, "--output", tmp_path / "s", check=True)
     rows = read_plan(tmp_path / "s")
-    # M=0.1 on the 65,728-parameter model is 26 steps of 256 tokens: below min_steps, dropped.
-    assert sorted(r["run"] for r in rows) == ["L1-M20", "L1-M2700", "L2-M0.1", "L2-M20",
+    # M=0.05 on the 196,800-parameter model is 38 steps of 256 tokens: below min_steps, dropped.
+    assert sorted(r["run"] for r in rows) == ["L1-M20", "L1-M2700", "L2-M0.05", "L2-M20",
                                               "L2-M2700"]
     for row in rows:
         multiplier = float(row["run"].split("-M")[1])
@@ -101,3 +116,22 @@ def test_an_off_ladder_shape_is_planned_with_its_own_width(slm, tmp_path, sweep_
     config = yaml.safe_load(open(row["config"]))
     assert (config["model"]["dim"], config["model"]["n_heads"], config["model"]["n_kv_heads"],
             config["model"]["ffn_dim"]) == (32, 1, 1, 96)
+
+
+def test_the_cpu_demo_holds_out_two_runs_at_ten_times_the_fitted_compute(slm, tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    slm("sweep", "plan", "--config", root / "configs/scaling/demo-cpu.yaml", "--output",
+        tmp_path / "s", cwd=root, check=True)
+    rows = read_plan(tmp_path / "s")
+    fitted = [r for r in rows if r["holdout"] == "0"]
+    held = [r for r in rows if r["holdout"] == "1"]
+    assert len(fitted) == 12 and len(held) == 2
+    largest = max(float(r["flops"]) for r in fitted)
+    assert all(float(r["flops"]) >= 10 * largest for r in held)
+    for r in rows:  # N counts all parameters
+        assert float(r["flops"]) == pytest.approx(6 * int(r["params"]) * int(r["tokens"]))
+    assert max(int(r["tokens"]) for r in rows) < 151_000_000  # one epoch of the corpus
+    near_optimal, over_trained = sorted(float(r["M"]) for r in held)
+    assert over_trained >= 10 * near_optimal

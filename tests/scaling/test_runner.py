@@ -55,13 +55,15 @@ def test_collect_writes_final_losses_and_loss_curves(slm, planned):
         plan = {r["run"]: r for r in csv.DictReader(handle)}
     with (sweep / "results.csv").open() as handle:
         reader = csv.DictReader(handle)
-        assert reader.fieldnames[:6] == ["run", "params", "tokens", "loss", "flops",
-                                         "tokens_per_param"]
+        assert reader.fieldnames[:7] == ["run", "params", "non_embedding_params", "tokens",
+                                         "loss", "flops", "tokens_per_param"]
         results = list(reader)
     assert len(results) == 4
     for row in results:
         planned_row = plan[row["run"]]
-        assert int(row["params"]) == int(planned_row["non_embedding_params"])
+        assert int(row["params"]) == int(planned_row["params"])  # all parameters
+        assert int(row["non_embedding_params"]) == int(planned_row["non_embedding_params"])
+        assert float(row["flops"]) == 6 * int(row["params"]) * int(row["tokens"])
         assert int(row["tokens"]) == int(planned_row["tokens"])
         metrics = list(csv.DictReader((sweep / "runs" / row["run"] / "metrics.csv").open()))
         assert float(row["loss"]) == float(metrics[-1]["val_loss"])  # the last step's
@@ -107,3 +109,13 @@ def test_two_jobs_train_every_run_once(slm, planned):
     sweep, calls, command = planned
     slm("sweep", "run", sweep, "--train-command", command, "--jobs", "2", check=True)
     assert sorted(c[0] for c in calls_of(calls)) == ["L1-M20", "L1-M80", "L2-M20", "L2-M80"]
+
+
+def test_two_jobs_start_the_longest_runs_first(slm, planned):
+    sweep, calls, command = planned
+    proc = slm("sweep", "run", sweep, "--train-command", command, "--jobs", "2", check=True)
+    with (sweep / "plan.csv").open() as handle:
+        cost = {r["run"]: float(r["training_flops"]) for r in csv.DictReader(handle)}
+    started = [line.split("] ")[1].split(":")[0] for line in proc.stdout.splitlines()
+               if ": training N=" in line]
+    assert started == sorted(cost, key=cost.get, reverse=True)
