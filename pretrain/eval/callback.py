@@ -38,7 +38,7 @@ from pretrain.eval.benchmarks import load_task
 from pretrain.eval.bos import Bos, resolve_bos
 from pretrain.eval.eval_csv import EVAL_CSV, merge_rows, result_rows
 from pretrain.eval.evaluate import PreparedTask, item_outcomes, prepare_task
-from pretrain.eval.metrics import STATS, outcome_stats, task_metrics
+from pretrain.eval.metrics import outcome_stats, task_metrics
 from pretrain.eval.plot import plot_eval
 from pretrain.eval.scorer import plan_batches, run_idle_batch, score_batch
 

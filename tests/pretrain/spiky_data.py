@@ -25,7 +25,6 @@ def garbage_at_steps(data_dir: Path, out: Path, steps: range, *, seed: int, seq_
     dataset = StreamingTokenDataset(out, "train", seq_len=seq_len, seed=seed)
     manifest = read_manifest(out)
     shards = split_shards(manifest, "train", out)
-    rng = np.random.default_rng(0)
     touched = set()
     for step in steps:
         for sample in range((step - 1) * samples_per_step, step * samples_per_step):

@@ -4,7 +4,6 @@ rank of FSDP2 training without allocating it, and agree with the same tracker on
 import json
 
 import pytest
-import torch
 import torch.distributed as dist
 
 from pretrain.bench import BenchSettings

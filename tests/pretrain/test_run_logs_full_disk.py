@@ -3,7 +3,6 @@ warns once and never raises, so a full disk cannot end training through its logs
 
 import logging
 
-import pytest
 
 from pretrain.training.run_logs import MetricsCSVLogger, TensorBoardRunLogger, plot_loss, read_metrics
 from tests.pretrain.test_disk_full import tmpfs
