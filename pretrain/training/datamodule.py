@@ -55,6 +55,10 @@ class PretrainDataModule(L.LightningDataModule):
         val_every_n_steps: validate every this many optimizer steps.
         val_sequences: sequences per validation over all ranks (None = the whole validation
             split); the same sequences whatever the world size.
+        val_path: validate on this prepared directory instead of the training data's ``val``
+            split, e.g. a clean held-out corpus: its ``val`` split if that holds tokens, else
+            its ``train`` split, read in order (never shuffled). It must be prepared with the
+            training data's tokenizer (same fingerprint); None = the training data's ``val``.
         document_ids: also load document ids; linked to ``model.document_masking`` by the CLI,
             the one switch for document-masked attention.
         demo_corpus: ``stdlib`` builds ``path`` on first use from the running Python's standard
@@ -75,8 +79,9 @@ class PretrainDataModule(L.LightningDataModule):
                  seq_len: int = 2048, global_batch_tokens: int = 2048 * 1024,
                  micro_batch_size: int = 8, num_workers: int = 2, seed: int = 0,
                  val_every_n_steps: int = 1000, val_sequences: int | None = 512,
-                 document_ids: bool = False, demo_corpus: str | None = None,
-                 demo_vocab_size: int = 4096, demo_max_bytes: int | None = None,
+                 val_path: str | None = None, document_ids: bool = False,
+                 demo_corpus: str | None = None, demo_vocab_size: int = 4096,
+                 demo_max_bytes: int | None = None,
                  single_epoch: bool | None = None, distill_cache: dict | None = None):
         super().__init__()
         if (path is None) == (not sources):
@@ -94,6 +99,8 @@ class PretrainDataModule(L.LightningDataModule):
         self.seq_len, self.global_batch_tokens = seq_len, global_batch_tokens
         self.micro_batch_size, self.num_workers, self.seed = micro_batch_size, num_workers, seed
         self.val_every_n_steps, self.val_sequences = val_every_n_steps, val_sequences
+        self.val_path = val_path
+        self.val_split, self.val_path_samples = "val", 0  # of val_path: prepare_and_inspect sets them
         self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
         self.demo_max_bytes = demo_max_bytes
         self.single_epoch = demo_corpus == "site-packages" if single_epoch is None else single_epoch
@@ -124,6 +131,8 @@ class PretrainDataModule(L.LightningDataModule):
         self.train_shard_tokens = [[int(shard["tokens"]) for shard in m["splits"]["train"]["shards"]]
                                    for m in manifests]
         self.vocab_size = max(m["tokenizer"]["vocab_size"] for m in manifests)
+        if self.val_path is not None:
+            self.val_split, self.val_path_samples = self._check_val_path(manifests[0])
         self.tokenizer_dir = manifests[0]["tokenizer"].get("path")
         if self.tokenizer_dir and Path(self.tokenizer_dir).exists():
             import tokenizer
@@ -133,16 +142,44 @@ class PretrainDataModule(L.LightningDataModule):
             log.info("val_bpb is not logged: the data's tokenizer (%s) is not here to count the "
                      "bytes of its tokens", self.tokenizer_dir)
 
+    def _check_val_path(self, train_manifest: dict) -> tuple[str, int]:
+        """``val_path``'s split to validate on and its samples in one pass; PretrainError if it
+        is not prepared data, holds no tokens or was tokenised with another tokenizer than the
+        training data's."""
+        from data import DataError
+        from data.shards import read_manifest
+
+        try:
+            manifest = read_manifest(Path(self.val_path))
+        except DataError as e:
+            raise PretrainError(f"{e} (data.val_path)") from None
+        want, got = train_manifest["tokenizer"], manifest["tokenizer"]
+        if got["fingerprint"] != want["fingerprint"]:
+            raise PretrainError(
+                f"{self.val_path} was prepared with another tokenizer (fingerprint "
+                f"{got['fingerprint'][:12]}..., vocab {got['vocab_size']}) than the training data "
+                f"{self.sources[0].path} ({want['fingerprint'][:12]}..., vocab {want['vocab_size']}); "
+                f"prepare it with the same --tokenizer (data.val_path)")
+        splits = manifest["splits"]
+        split = next((s for s in ("val", "train") if splits.get(s, {}).get("tokens")), None)
+        if split is None:
+            raise PretrainError(f"{self.val_path} holds no tokens (data.val_path)")
+        samples = sum(max((int(s["tokens"]) - 1) // self.seq_len, 0) for s in splits[split]["shards"])
+        log.info("validating on %s: its %s split, %s tokens", self.val_path, split,
+                 f"{splits[split]['tokens']:,}")
+        return split, samples
+
     def verify_shards(self) -> None:
-        """Re-hash every shard and index file of every source against its manifest (what
-        `slm data inspect --verify` does); DataError naming the first file that differs."""
+        """Re-hash every shard and index file of every source and of ``val_path`` against its
+        manifest (what `slm data inspect --verify` does); DataError naming the first file that
+        differs."""
         import time
 
         from data.shards import check_checksums, read_manifest
 
         started, size = time.perf_counter(), 0
-        for source in self.sources:
-            directory = Path(source.path)
+        for directory in [Path(s.path) for s in self.sources] + (
+                [Path(self.val_path)] if self.val_path is not None else []):
             manifest = read_manifest(directory)
             check_checksums(directory, manifest)
             size += sum((directory / shard[name]).stat().st_size for entry in manifest["splits"].values()
@@ -193,8 +230,13 @@ class PretrainDataModule(L.LightningDataModule):
                  num_samples: int | None = None, transform=None):
         from data import StreamingTokenDataset
 
+        sources = [(s.path, s.weight) for s in self.sources]
+        shuffle = None  # the split's own rule: train shuffled, val in order
+        if split == "val" and self.val_path is not None:
+            sources, split, shuffle = [(self.val_path, 1.0)], self.val_split, False
+            num_samples = self.val_path_samples if num_samples is None else num_samples  # one pass
         return StreamingTokenDataset(
-            [(s.path, s.weight) for s in self.sources], split, seq_len=self.seq_len,
+            sources, split, seq_len=self.seq_len, shuffle=shuffle,
             micro_batch_size=samples_per_rank, seed=self.seed, rank=self.trainer.global_rank,
             world_size=self.trainer.world_size, start_sample=start_sample,
             document_ids=self.document_ids, num_samples=num_samples, transform=transform)
@@ -214,7 +256,8 @@ class PretrainDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         # Validation runs in the training process between steps: no worker start-up per round.
-        # The first val_sequences of the (unshuffled) split, divided among the ranks.
+        # The first val_sequences of the (unshuffled) split, divided among the ranks; the split
+        # is data.val_path's when that is set.
         dataset = self._dataset("val", self.micro_batch_size)
         if self.val_sequences is not None:
             dataset = self._dataset("val", self.micro_batch_size,
