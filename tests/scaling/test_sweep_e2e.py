@@ -5,6 +5,14 @@ import csv
 import pytest
 
 
+def _plan_run_collect(slm, recipe, sweep):
+    """`slm sweep plan`, `run --jobs 2` and `collect` into ``sweep``; returns it."""
+    slm("sweep", "plan", "--config", recipe, "--output", sweep, check=True)
+    slm("sweep", "run", sweep, "--jobs", "2", check=True)
+    slm("sweep", "collect", sweep, check=True)
+    return sweep
+
+
 @pytest.mark.slow
 def test_a_real_two_run_sweep_trains_and_collects(slm, tmp_path, sweep_recipe, pretrain_data):
     recipe = sweep_recipe(tmp_path / "real.yaml", kind="chinchilla", tokens=[12800, 25600],
@@ -35,10 +43,7 @@ def test_a_real_batch_sweep_fits_a_critical_batch_beside_the_logged_noise_scale(
                           base={"data": {"path": str(pretrain_data)},
                                 "model": {"noise_scale": True},
                                 "trainer": {"log_every_n_steps": 5}})
-    sweep = tmp_path / "sweep"
-    slm("sweep", "plan", "--config", recipe, "--output", sweep, check=True)
-    slm("sweep", "run", sweep, "--jobs", "2", check=True)
-    slm("sweep", "collect", sweep, check=True)
+    sweep = _plan_run_collect(slm, recipe, tmp_path / "sweep")
     with (sweep / "noise.csv").open() as handle:
         noise = list(csv.DictReader(handle))
     assert {r["run"] for r in noise} == {"L1-B256", "L1-B512", "L1-B1024"}
@@ -66,10 +71,7 @@ def test_a_real_sweep_predicts_its_held_out_run_from_the_other_runs_only(
                           holdout=[{"model": large, "tokens": 102400}],
                           base={"data": {"path": str(pretrain_data)},
                                 "trainer": {"log_every_n_steps": 50}})
-    sweep = tmp_path / "sweep"
-    slm("sweep", "plan", "--config", recipe, "--output", sweep, check=True)
-    slm("sweep", "run", sweep, "--jobs", "2", check=True)
-    slm("sweep", "collect", sweep, check=True)
+    sweep = _plan_run_collect(slm, recipe, tmp_path / "sweep")
     with (sweep / "results.csv").open() as handle:
         results = list(csv.DictReader(handle))
     held = [r for r in results if r["holdout"] == "1"]
