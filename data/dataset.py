@@ -28,9 +28,10 @@ change of either and costs nothing to save. `state_dict()` is still provided (a 
 it tracks progress only when iterated in-process (num_workers=0); with DataLoader workers the
 iteration happens in copies, so use ``step · G`` as said above.
 
-Finite streams. With ``num_samples`` (default for ``split="val"``: one epoch) iteration stops
-before the first micro-batch that would pass it, after truncating to a multiple of W·B: a
-tail below ``world_size × micro_batch_size`` samples is not yielded, the only samples dropped.
+Finite streams. With ``num_samples`` (default for a split read in order, e.g. ``val``: one
+epoch) iteration stops before the first micro-batch that would pass it, after truncating to a
+multiple of W·B: a tail below ``world_size × micro_batch_size`` samples is not yielded, the
+only samples dropped.
 """
 
 from __future__ import annotations
@@ -109,8 +110,9 @@ class StreamingTokenDataset(IterableDataset):
         start_sample: global sample index to start at (a multiple of W·B).
         document_ids: also yield ``document_ids`` for document-masked attention.
         shuffle: default True for train, False for val.
-        num_samples: stop after this many global samples; default None (endless) for train,
-            one epoch (summed over sources) for val.
+        num_samples: stop after this many global samples; default None (endless) for a
+            shuffled split (train), one epoch (summed over sources) for one read in order (val,
+            or any split with ``shuffle=False``).
         window_shards, mix_block_samples: shuffle window and mixing block (data.index/mixing).
         transform: called as ``transform((source, shard, offset), sample)`` on every sample
             (the location is `locate`'s); returns the sample to yield, e.g. with per-token
@@ -151,7 +153,7 @@ class StreamingTokenDataset(IterableDataset):
         self.tokenizer_path = self.sources[0].tokenizer_path  # where prepare found it, or None
         self.mixture = (MixtureIndex([w for _, w in pairs], seed, mix_block_samples)
                         if len(pairs) > 1 else None)
-        if num_samples is None and split != "train":
+        if num_samples is None and not shuffle:
             num_samples = sum(s.index.samples_per_epoch for s in self.sources)
         self.num_samples = num_samples
         self.start_sample = self.sample_index = 0

@@ -100,7 +100,7 @@ class PretrainDataModule(L.LightningDataModule):
         self.micro_batch_size, self.num_workers, self.seed = micro_batch_size, num_workers, seed
         self.val_every_n_steps, self.val_sequences = val_every_n_steps, val_sequences
         self.val_path = val_path
-        self.val_split, self.val_path_samples = "val", 0  # of val_path: prepare_and_inspect sets them
+        self.val_split = "val"  # of val_path: prepare_and_inspect sets it
         self.document_ids, self.demo_corpus, self.demo_vocab_size = document_ids, demo_corpus, demo_vocab_size
         self.demo_max_bytes = demo_max_bytes
         self.single_epoch = demo_corpus == "site-packages" if single_epoch is None else single_epoch
@@ -132,7 +132,7 @@ class PretrainDataModule(L.LightningDataModule):
                                    for m in manifests]
         self.vocab_size = max(m["tokenizer"]["vocab_size"] for m in manifests)
         if self.val_path is not None:
-            self.val_split, self.val_path_samples = self._check_val_path(manifests[0])
+            self.val_split = self._check_val_path(manifests[0])
         self.tokenizer_dir = manifests[0]["tokenizer"].get("path")
         if self.tokenizer_dir and Path(self.tokenizer_dir).exists():
             import tokenizer
@@ -142,10 +142,9 @@ class PretrainDataModule(L.LightningDataModule):
             log.info("val_bpb is not logged: the data's tokenizer (%s) is not here to count the "
                      "bytes of its tokens", self.tokenizer_dir)
 
-    def _check_val_path(self, train_manifest: dict) -> tuple[str, int]:
-        """``val_path``'s split to validate on and its samples in one pass; PretrainError if it
-        is not prepared data, holds no tokens or was tokenised with another tokenizer than the
-        training data's."""
+    def _check_val_path(self, train_manifest: dict) -> str:
+        """``val_path``'s split to validate on; PretrainError if it is not prepared data, holds
+        no tokens or was tokenised with another tokenizer than the training data's."""
         from data import DataError
         from data.shards import read_manifest
 
@@ -164,10 +163,9 @@ class PretrainDataModule(L.LightningDataModule):
         split = next((s for s in ("val", "train") if splits.get(s, {}).get("tokens")), None)
         if split is None:
             raise PretrainError(f"{self.val_path} holds no tokens (data.val_path)")
-        samples = sum(max((int(s["tokens"]) - 1) // self.seq_len, 0) for s in splits[split]["shards"])
         log.info("validating on %s: its %s split, %s tokens", self.val_path, split,
                  f"{splits[split]['tokens']:,}")
-        return split, samples
+        return split
 
     def verify_shards(self) -> None:
         """Re-hash every shard and index file of every source and of ``val_path`` against its
@@ -233,8 +231,7 @@ class PretrainDataModule(L.LightningDataModule):
         sources = [(s.path, s.weight) for s in self.sources]
         shuffle = None  # the split's own rule: train shuffled, val in order
         if split == "val" and self.val_path is not None:
-            sources, split, shuffle = [(self.val_path, 1.0)], self.val_split, False
-            num_samples = self.val_path_samples if num_samples is None else num_samples  # one pass
+            sources, split, shuffle = [(self.val_path, 1.0)], self.val_split, False  # one pass
         return StreamingTokenDataset(
             sources, split, seq_len=self.seq_len, shuffle=shuffle,
             micro_batch_size=samples_per_rank, seed=self.seed, rank=self.trainer.global_rank,

@@ -165,6 +165,16 @@ def test_validation_stream_is_one_sequential_epoch_without_partial_micro_steps(t
     assert [_first_token(s) for s in samples[:4]] == [16, 24, 48, 56]
 
 
+def test_a_train_split_read_in_order_is_one_pass_and_a_shuffled_one_endless(tmp_path):
+    directory = write_synthetic(tmp_path / "train", [50] * 5, shard_tokens=100, vocab_size=VOCAB)
+    in_order = StreamingTokenDataset(directory, seq_len=SEQ_LEN, shuffle=False)
+    samples = list(in_order)
+    assert len(samples) == len(in_order) == 12 + 12 + 6  # every slot once, in place order
+    assert [_first_token(s) for s in samples[:3]] == [0, 8, 16]
+    with pytest.raises(TypeError, match="endless"):
+        len(StreamingTokenDataset(directory, seq_len=SEQ_LEN))
+
+
 def test_document_ids_number_the_documents_within_a_sample(tmp_path):
     lengths = [3, 5, 2, 9, 4, 7, 1, 6]
     directory = write_synthetic(tmp_path / "docs", lengths * 4, shard_tokens=40,
