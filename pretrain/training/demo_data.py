@@ -18,11 +18,16 @@ Layout next to the prepared directory ``DIR`` (``data.path``)::
     DIR.parent/tokenizer/                 tokenizer.train on that corpus
     DIR/                                  data.prepare output (manifest.json marks it complete)
 
-Files are taken in sorted order of their path relative to their root, so the corpus is the same
-for the same installed packages; its fingerprint (sha256 over every file's relative path and
-content) is recorded in ``corpus.json`` and logged. Each step is skipped when its output is
-complete, so later runs reuse the data; each writes under a temporary name first, and
-``data.prepare`` checkpoints after every part, so an interrupted build resumes where it stopped.
+Stdlib files are taken in sorted order of their path. Site-packages files are taken in the order
+of a hash of their path relative to their root (sha256): the same for the same installed
+packages, and every part, shard, training window and ``max_bytes`` cap is a sample of all
+packages, not a stretch of a few (sorted by path, a 4-shard training window held 4 stretches
+of the alphabet while validation drew on all of it; ``corpus.json`` records the order, and a
+directory built in path order is refused). The corpus fingerprint (sha256 over every file's
+relative path and content) is recorded in ``corpus.json`` and logged. Each step is skipped when
+its output is complete, so later runs reuse the data; each writes under a temporary name first,
+and ``data.prepare`` checkpoints after every part, so an interrupted build resumes where it
+stopped.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ _SKIP_PARTS = {"test", "tests", "idlelib", "site-packages", "dist-packages", "li
 PART_BYTES = 16_000_000  # site-packages corpus: one jsonl part (a resume point of prepare)
 CORPUS_META = "corpus.json"
 TOKENIZER_SENTENCES = 300_000
+SITE_PACKAGES_ORDER = "sha256 of the relative path"
 
 
 def stdlib_sources(max_bytes: int = MAX_CORPUS_BYTES) -> list[Path]:
@@ -75,8 +81,8 @@ def site_packages_roots() -> list[Path]:
 
 
 def site_packages_sources(max_bytes: int | None = None) -> list[tuple[str, Path]]:
-    """(relative name, path) of every ``.py`` file under the site-packages roots, sorted by
-    name (``__pycache__`` skipped), up to ``max_bytes`` in total (None: all)."""
+    """(relative name, path) of every ``.py`` file under the site-packages roots in the order of
+    the sha256 of their name (``__pycache__`` skipped), up to ``max_bytes`` in total (None: all)."""
     found = {}
     for root in site_packages_roots():
         for path in root.rglob("*.py"):
@@ -85,7 +91,7 @@ def site_packages_sources(max_bytes: int | None = None) -> list[tuple[str, Path]
                 continue
             found.setdefault(relative.as_posix(), path)
     files, total = [], 0
-    for name in sorted(found):
+    for name in sorted(found, key=lambda name: hashlib.sha256(name.encode()).digest()):
         size = found[name].stat().st_size
         if max_bytes is not None and total + size > max_bytes:
             break
@@ -115,7 +121,7 @@ def write_site_packages_corpus(directory: Path, max_bytes: int | None = None) ->
     directory = Path(directory)
     meta_path = directory / CORPUS_META
     if meta_path.is_file():
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = _site_packages_meta(directory)
         if meta.get("max_bytes") == max_bytes:
             return [directory / name for name in meta["parts"]]
         from pretrain.errors import PretrainError
@@ -164,13 +170,28 @@ def write_site_packages_corpus(directory: Path, max_bytes: int | None = None) ->
     meta = {"corpus": "site-packages", "roots": [str(r) for r in site_packages_roots()],
             "files": len(sources), "bytes_read": total, "non_ascii_files_skipped": skipped,
             "documents": documents, "bytes": kept,
-            "max_bytes": max_bytes, "fingerprint": fingerprint.hexdigest(),
+            "max_bytes": max_bytes, "order": SITE_PACKAGES_ORDER,
+            "fingerprint": fingerprint.hexdigest(),
             "parts": [p.name for p in parts]}
     write_json_atomic(meta_path, meta)
     log.info("site-packages corpus: %d documents, %.1f MB (of %d files, %.1f MB; %d non-ASCII "
              "files skipped), fingerprint %s", documents, kept / 1e6, len(sources), total / 1e6,
              skipped, meta["fingerprint"][:16])
     return parts
+
+
+def _site_packages_meta(directory: Path) -> dict:
+    """``corpus.json`` of a built site-packages corpus; refuses one built in path order (by an
+    earlier version of this module), whose shards are stretches of the alphabet."""
+    meta = json.loads((directory / CORPUS_META).read_text(encoding="utf-8"))
+    if meta.get("order") != SITE_PACKAGES_ORDER:
+        from pretrain.errors import PretrainError
+
+        raise PretrainError(f"{directory.parent} holds a site-packages corpus built in path order "
+                            f"by an earlier version, whose shards are stretches of the alphabet: "
+                            f"delete it to rebuild in hashed order, or use another data.path "
+                            f"(data.demo_corpus)")
+    return meta
 
 
 def ensure_demo_data(prepared_dir: Path, corpus: str = "stdlib", vocab_size: int = 4096,
@@ -181,9 +202,11 @@ def ensure_demo_data(prepared_dir: Path, corpus: str = "stdlib", vocab_size: int
     from data.shards import MANIFEST
 
     prepared_dir = Path(prepared_dir)
+    root = prepared_dir.parent
+    if corpus == "site-packages" and (root / "site-packages-corpus" / CORPUS_META).is_file():
+        _site_packages_meta(root / "site-packages-corpus")
     if (prepared_dir / MANIFEST).is_file():
         return prepared_dir
-    root = prepared_dir.parent
     root.mkdir(parents=True, exist_ok=True)
     # Runs started side by side (`slm sweep run --jobs N`) build the data once: the first holds
     # the lock while it builds, the others wait and then find the manifest.

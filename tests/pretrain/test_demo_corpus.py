@@ -1,5 +1,6 @@
 """The site-packages demo corpus (single epoch, deterministic) and the single-epoch plan rule."""
 
+import hashlib
 import json
 
 import pytest
@@ -26,10 +27,26 @@ def test_the_corpus_is_the_same_for_the_same_installed_packages(tmp_path):
     assert len(texts) == meta["documents"] and all(t.isascii() for t in texts)
 
 
-def test_the_corpus_takes_files_in_sorted_order_of_their_package_path():
+def test_the_corpus_takes_files_in_the_order_of_a_hash_of_their_path():
     names = [name for name, _ in demo_data.site_packages_sources(CAP)]
-    assert names == sorted(names) and all(name.endswith(".py") for name in names)
+    digests = [hashlib.sha256(name.encode()).digest() for name in names]
+    assert digests == sorted(digests) and all(name.endswith(".py") for name in names)
     assert not any("__pycache__" in name for name in names)
+    # a sample of all packages, not the first few of the alphabet
+    packages = {name.split("/")[0] for name in names}
+    assert len(packages) >= 5 and names != sorted(names)
+
+
+def test_a_corpus_built_in_path_order_is_refused_before_any_work(tmp_path):
+    demo_data.write_site_packages_corpus(tmp_path / "site-packages-corpus", CAP)
+    meta_path = tmp_path / "site-packages-corpus" / demo_data.CORPUS_META
+    meta = json.loads(meta_path.read_text())
+    assert meta["order"] == demo_data.SITE_PACKAGES_ORDER
+    del meta["order"]  # as written by the earlier, path-ordered version
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(PretrainError, match="built in path order .* delete it to rebuild"):
+        demo_data.ensure_demo_data(tmp_path / "shards", "site-packages", 512, CAP)
+    assert not (tmp_path / "shards").exists() and not (tmp_path / "tokenizer").exists()
 
 
 def test_a_corpus_directory_built_with_another_cap_is_refused(tmp_path):
@@ -39,7 +56,7 @@ def test_a_corpus_directory_built_with_another_cap_is_refused(tmp_path):
 
 
 def test_an_interrupted_build_keeps_its_finished_parts(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_data, "PART_BYTES", 100_000)
+    monkeypatch.setattr(demo_data, "PART_BYTES", 40_000)
     parts = demo_data.write_site_packages_corpus(tmp_path / "c", CAP)
     assert len(parts) >= 3
     (tmp_path / "c" / demo_data.CORPUS_META).unlink()  # as if stopped before the end
