@@ -61,8 +61,8 @@ def add_parser(subparsers) -> None:
                           "at (default: 5 spaced over the range most runs cross)")
     fit.add_argument("--output", required=True, help="directory for fit.json, report.md, plots")
     fit.add_argument("--fits", default=None,
-                     help="comma list of 3,2,overtrain (default: 3, plus 2 and overtrain when "
-                          "the data allow them)")
+                     help="comma list of 3,2,overtrain,kaplan (default: 3, plus the others "
+                          "when the data allow them)")
     fit.add_argument("--bootstrap", type=int, default=100,
                      help="bootstrap resamples for standard errors (0: none; default 100)")
     fit.add_argument("--seed", type=int, default=0, help="bootstrap seed")

@@ -1,8 +1,8 @@
 """`slm sweep fit`: run the requested fits on a results file and assemble ``fit.json``.
 
 Fits: ``3`` (Chinchilla approach 3, always possible with ≥ 6 points), ``2`` (isoFLOP
-parabolas; needs ≥ 2 budgets with ≥ 3 sizes each) and ``overtrain`` (Gadre et al.; ≥ 5
-points). Asked for explicitly, a fit the data cannot support is a user error; by default (no
+parabolas; needs ≥ 2 budgets with ≥ 3 sizes each), ``overtrain`` (Gadre et al.; ≥ 5 points) and
+``kaplan`` (Kaplan et al.'s L(N, D), N and D inside one power; ≥ 5 points). Asked for explicitly, a fit the data cannot support is a user error; by default (no
 ``fits``) approach 3 is required and the others run when the data allow, else are recorded as
 skipped with the reason.
 
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pretrain.errors import PretrainError
-from pretrain.scaling import fit_approach2, fit_approach3, fit_overtrain
+from pretrain.scaling import fit_approach2, fit_approach3, fit_kaplan, fit_overtrain
 from pretrain.scaling.references import tinyllama_point
 from pretrain.scaling.results import Results
 
-FITS = ("3", "2", "overtrain")
+FITS = ("3", "2", "overtrain", "kaplan")
 DEFAULT_INFERENCE_TOKENS = (0.0, 1e10, 1e11, 1e12, 1e13)
 APPROACH2_NEEDS = (f"fewer than {fit_approach2.MIN_BUDGETS} isoFLOP budgets with "
                    f"≥ {fit_approach2.MIN_SIZES_PER_BUDGET} sizes and a minimum")
@@ -37,6 +37,7 @@ class Analysis:
     approach3: fit_approach3.Approach3Fit
     approach2: fit_approach2.Approach2Fit | None
     overtrain: fit_overtrain.OvertrainFit | None
+    kaplan: fit_kaplan.KaplanFit | None
     summary: dict  # the content of fit.json
     heldout: Results | None = None  # the held-out runs (predicted, never fitted)
 
@@ -84,8 +85,10 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
     approach2_possible = len(isoflop_profiles) >= fit_approach2.MIN_BUDGETS
     if fits is not None and "2" in requested and not approach2_possible:
         raise PretrainError(f"too few points for fit 2: {APPROACH2_NEEDS} ({results.path})")
-    if fits is not None and "overtrain" in requested and len(results) < fit_overtrain.MIN_POINTS:
-        raise _too_few(results, "overtrain", fit_overtrain.MIN_POINTS)
+    for name, needed in (("overtrain", fit_overtrain.MIN_POINTS),
+                         ("kaplan", fit_kaplan.MIN_POINTS)):
+        if fits is not None and name in requested and len(results) < needed:
+            raise _too_few(results, name, needed)
     reference = tinyllama_point(results.count)
     summary: dict = {"results": results.path, "points": len(results),
                      "params_count": results.count,
@@ -146,6 +149,15 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
                                                  bootstrap=bootstrap, seed=seed)
             summary["overtrain"] = _overtrain_summary(fit_ot, results)
 
+    fit_k = None
+    if "kaplan" in requested:
+        if len(results) < fit_kaplan.MIN_POINTS:
+            summary["kaplan"] = {"skipped": f"fewer than {fit_kaplan.MIN_POINTS} points"}
+        else:
+            fit_k = fit_kaplan.fit_kaplan(results.params, results.tokens, results.loss,
+                                          bootstrap=bootstrap, seed=seed)
+            summary["kaplan"] = _kaplan_summary(fit_k)
+
     target = target_loss if target_loss is not None else \
         float(law.optimal_loss(reference["flops"]))
     summary["inference_optimal"] = {
@@ -156,12 +168,12 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
                  for d in inference_tokens],
     }
     if heldout is not None:
-        summary["heldout"] = heldout_predictions(heldout, fit3, fit_ot, summary)
+        summary["heldout"] = heldout_predictions(heldout, fit3, fit_ot, fit_k, summary)
     return Analysis(results=results, approach3=fit3, approach2=fit2, overtrain=fit_ot,
-                    summary=summary, heldout=heldout)
+                    kaplan=fit_k, summary=summary, heldout=heldout)
 
 
-def heldout_predictions(heldout: Results, fit3, fit_ot, summary: dict) -> list[dict]:
+def heldout_predictions(heldout: Results, fit3, fit_ot, fit_k, summary: dict) -> list[dict]:
     """Per held-out run: what each law predicted (loss, 95% bootstrap interval), what the run
     reached, the relative error (predicted − actual)/actual and whether the interval holds it."""
     from pretrain.scaling.predict import compute_ratio, predict_point
@@ -169,6 +181,8 @@ def heldout_predictions(heldout: Results, fit3, fit_ot, summary: dict) -> list[d
     laws = [("approach3", fit3.law, fit3.bootstrap)]
     if fit_ot is not None:
         laws.append(("overtrain", fit_ot.law, list(fit_ot.bootstrap)))
+    if fit_k is not None:
+        laws.append(("kaplan", fit_k.law, list(fit_k.bootstrap)))
     rows = []
     largest = summary["fitted_compute_range"][1]
     for i, run in enumerate(heldout.run):
@@ -226,6 +240,28 @@ def _overtrain_summary(fit: fit_overtrain.OvertrainFit, results: Results) -> dic
         "heldout": heldout,
         "heldout_mean_abs_relative_error": float(errors.mean()) if len(errors) else None,
     }
+
+
+def _kaplan_summary(fit: fit_kaplan.KaplanFit) -> dict:
+    return {
+        "law": "L(N, D) = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
+        "method": {"objective": "sum over points of Huber(delta) of "
+                                "alpha_D LSE(r (log N_c - log N), log D_c - log D) - log L",
+                   "delta": 1e-3, "optimizer": "scipy L-BFGS-B",
+                   "initialisations": fit.starts, "best_objective": fit.objective,
+                   "converged": fit.converged, "seconds": round(fit.seconds, 3)},
+        "parameters": fit.law.as_dict(),
+        "intervals": _bootstrap_intervals([b.as_dict() for b in fit.bootstrap]),
+        "bootstrap_laws": [[b.N_c, b.D_c, b.alpha_N, b.alpha_D] for b in fit.bootstrap],
+    }
+
+
+def _bootstrap_intervals(refits: list[dict]) -> dict:
+    """Per parameter, the 2.5th and 97.5th percentiles over the bootstrap refits."""
+    if len(refits) < 2:
+        return {}
+    return {name: [float(x) for x in np.percentile([r[name] for r in refits], [2.5, 97.5])]
+            for name in refits[0]}
 
 
 def write_outputs(analysis: Analysis, output_dir) -> list:

@@ -1,6 +1,7 @@
 """Robust fit of a loss law written as a log-sum-exp of terms linear in the parameters.
 
-Both laws we fit have this shape:
+Approach 3 and the over-training law have this shape (Kaplan's law, ``fit_kaplan``, is an LSE
+scaled by an exponent and brings its own objective to the same multi-start search):
 
 - Chinchilla approach 3, ``L(N, D) = E + A/N^α + B/D^β``:
   ``log L = LSE(a − α·log N, b − β·log D, e)`` with ``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``.
@@ -51,6 +52,14 @@ class LseFit:
     starts: int
 
 
+def huber(residual: np.ndarray, delta: float = HUBER_DELTA) -> tuple[float, np.ndarray]:
+    """Summed Huber_δ of ``residual`` and its derivative per residual."""
+    absolute = np.abs(residual)
+    value = float(np.sum(np.where(absolute <= delta, 0.5 * residual * residual,
+                                  delta * (absolute - 0.5 * delta))))
+    return value, np.clip(residual, -delta, delta)
+
+
 def objective_and_gradient(theta: np.ndarray, terms: np.ndarray, log_loss: np.ndarray,
                            delta: float = HUBER_DELTA) -> tuple[float, np.ndarray]:
     """Sum of Huber(LSE_k(terms[k] @ θ) − log_loss) and its gradient in θ.
@@ -62,27 +71,26 @@ def objective_and_gradient(theta: np.ndarray, terms: np.ndarray, log_loss: np.nd
     top = logits.max(axis=0)
     exp = np.exp(logits - top)
     total = exp.sum(axis=0)
-    residual = top + np.log(total) - log_loss
-    absolute = np.abs(residual)
-    value = float(np.sum(np.where(absolute <= delta, 0.5 * residual * residual,
-                                  delta * (absolute - 0.5 * delta))))
-    # d Huber / d r = clip(r, −δ, δ); d LSE / d logits = softmax over the terms.
-    weights = exp * (np.clip(residual, -delta, delta) / total)  # [K, n]
+    value, slope = huber(top + np.log(total) - log_loss, delta)
+    # d LSE / d logits = softmax over the terms.
+    weights = exp * (slope / total)  # [K, n]
     gradient = np.einsum("kn,knp->p", weights, terms)
     return value, gradient
 
 
-def minimise_from(theta0: np.ndarray, terms: np.ndarray, log_loss: np.ndarray,
-                  delta: float = HUBER_DELTA, options: dict | None = None):
+def minimise_from(theta0: np.ndarray, terms, log_loss: np.ndarray,
+                  delta: float = HUBER_DELTA, options: dict | None = None,
+                  objective=objective_and_gradient):
     """One L-BFGS-B run from ``theta0``; returns scipy's OptimizeResult."""
     with np.errstate(over="ignore", invalid="ignore"):
-        return minimize(objective_and_gradient, theta0, args=(terms, log_loss, delta), jac=True,
+        return minimize(objective, theta0, args=(terms, log_loss, delta), jac=True,
                         method="L-BFGS-B", options=options or {})
 
 
-def fit_lse_huber(terms: np.ndarray, log_loss: np.ndarray, starts: np.ndarray,
-                  delta: float = HUBER_DELTA) -> LseFit:
-    """Minimise the Huber-LSE objective from every row of ``starts`` [S, p]; keep the best.
+def fit_lse_huber(terms, log_loss: np.ndarray, starts: np.ndarray,
+                  delta: float = HUBER_DELTA, objective=objective_and_gradient) -> LseFit:
+    """Minimise ``objective`` (default: the Huber-LSE one; called as ``objective(θ, terms,
+    log_loss, delta)`` → (value, gradient)) from every row of ``starts`` [S, p]; keep the best.
 
     Starts whose optimisation produced a non-finite objective are dropped. Raises
     ``ArithmeticError`` if none finishes finite (a bug or absurd data, not a user error: the
@@ -90,12 +98,12 @@ def fit_lse_huber(terms: np.ndarray, log_loss: np.ndarray, starts: np.ndarray,
     # One BLAS thread: L-BFGS-B's tiny vector operations otherwise go to a multithreaded BLAS
     # whose thread hand-offs cost ~30x the arithmetic (measured; worse on a busy machine).
     with threadpool_limits(limits=1, user_api="blas"):
-        coarse = [minimise_from(np.asarray(theta0, dtype=float), terms, log_loss, delta)
-                  for theta0 in starts]
+        coarse = [minimise_from(np.asarray(theta0, dtype=float), terms, log_loss, delta,
+                                objective=objective) for theta0 in starts]
         coarse = sorted((r for r in coarse if _finite(r)), key=lambda r: r.fun)
         if not coarse:
             raise ArithmeticError("no initialisation gave a finite objective")
-        polished = [minimise_from(r.x, terms, log_loss, delta, POLISH_OPTIONS)
+        polished = [minimise_from(r.x, terms, log_loss, delta, POLISH_OPTIONS, objective)
                     for r in _distinct(coarse, POLISH_STARTS)]
     found = sorted((r for r in polished + coarse if _finite(r)), key=lambda r: r.fun)
     best = found[0]

@@ -7,6 +7,8 @@
 - ``loss_vs_compute_by_multiplier.png``: loss and reducible loss vs compute for each
   multiplier M with the over-training law (parallel lines in log-log space; approach 3 at
   fixed M where it was not fitted) and the held-out runs with their predicted intervals;
+- ``heldout.png`` (when runs were held out): each held-out run's loss against every law's
+  prediction and 95% interval;
 - ``overtrained.png``: loss vs compute along the compute-optimal frontier and at fixed M,
   with a TinyLlama-like run (~2,700 tokens/param);
 - batch sweeps (``slm sweep fit --curves``): ``batch_tradeoff.png`` (loss curves per batch; steps
@@ -196,12 +198,12 @@ def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path:
     heldout = analysis.heldout
     law3 = analysis.approach3.law
     if fit is not None:
-        name, law, floor = "over-training law", fit.law, fit.law.E
+        name, key, law, floor = "over-training law", "overtrain", fit.law, fit.law.E
 
         def curve(flops, m):
             return law.loss(flops, m)
     else:
-        name, floor = "approach 3 at fixed M", law3.E
+        name, key, floor = "approach 3 at fixed M", "approach3", law3.E
 
         def curve(flops, m):
             params = np.sqrt(flops / (6.0 * m))
@@ -214,7 +216,8 @@ def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path:
     colors = _colors(plt, [m for m, _ in groups] + [1.0])
     internal = set(fit.heldout_runs.tolist()) if fit is not None else set()
     count = len(results)
-    predictions = {h["run"]: h["predictions"][-1] for h in analysis.summary.get("heldout", [])}
+    predictions = {h["run"]: p for h in analysis.summary.get("heldout", [])
+                   for p in h["predictions"] if p["law"] == key}  # the law of the lines
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
     for (m, index), color in zip(groups, colors):
         flops = np.geomspace(all_flops[index].min() / 2, all_flops[index].max() * 2, 50)
@@ -288,6 +291,43 @@ def plot_overtrained(analysis, path: Path) -> Path:
     return _save(fig, path)
 
 
+LAW_LABELS = {"approach3": "approach 3", "overtrain": "over-training", "kaplan": "Kaplan"}
+
+
+def plot_heldout(analysis, path: Path) -> Path | None:
+    """One row per held-out run: the loss it reached (★) and each law's prediction with its 95%
+    bootstrap interval, labelled with the relative error."""
+    heldout = analysis.summary.get("heldout")
+    if not heldout:
+        return None
+    plt = _pyplot()
+    laws = [law for law in LAW_LABELS if any(p["law"] == law for h in heldout
+                                              for p in h["predictions"])]
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 1.1 * len(heldout)))
+    spread = 0.6 / max(len(laws), 1)
+    for row, h in enumerate(heldout):
+        ax.scatter([h["actual_loss"]], [row], marker="*", s=260, color="gold",
+                   edgecolor="black", zorder=5, label="actual" if row == 0 else None)
+        for k, p in enumerate(p for law in laws for p in h["predictions"] if p["law"] == law):
+            y = row - 0.3 + spread * (k + 0.5)
+            error = None if p["low"] is None else [[p["loss"] - p["low"]], [p["high"] - p["loss"]]]
+            ax.errorbar([p["loss"]], [y], xerr=error, fmt="o", color=f"C{laws.index(p['law'])}",
+                        capsize=3, label=LAW_LABELS[p["law"]] if row == 0 else None)
+            ax.annotate(f"{100 * p['relative_error']:+.1f}%", (p["loss"], y), fontsize=7,
+                        xytext=(5, 3), textcoords="offset points")
+    ax.set_yticks(range(len(heldout)))
+    ax.set_yticklabels([f"{h['run']}\nC = {h['compute_vs_largest_fitted']:.3g}× largest fitted"
+                        for h in heldout], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("final validation loss (nats/token)")
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title("Held-out runs: predicted before training (95% bootstrap) against reached",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def write_plots(analysis, output_dir: Path) -> list[Path]:
     output_dir = Path(output_dir)
     written = [
@@ -296,6 +336,7 @@ def write_plots(analysis, output_dir: Path) -> list[Path]:
         plot_frontier(analysis, output_dir / "frontier.png"),
         plot_loss_vs_compute_by_multiplier(analysis,
                                            output_dir / "loss_vs_compute_by_multiplier.png"),
+        plot_heldout(analysis, output_dir / "heldout.png"),
         plot_overtrained(analysis, output_dir / "overtrained.png"),
     ]
     return [path for path in written if path is not None]

@@ -8,7 +8,8 @@ uncertainty of the fitted parameters; a run's own seed-to-seed noise is not in i
 
 - approach 3: ``L(N, D) = E + A/N^α + B/D^β``;
 - over-training (Gadre et al. 2024), where it was fitted: ``L(C, M) = E + (a·M^η + b·M^−η)·C^−η``
-  with C = 6·N·D and M = D/N.
+  with C = 6·N·D and M = D/N;
+- Kaplan et al. (2020), where it was fitted: ``L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D``.
 
 N must be counted as the fit counted it (``fit.json`` ``params_count``: ``total`` or
 ``non_embedding``). A point whose compute lies outside the fitted runs' range is an
@@ -26,10 +27,11 @@ import numpy as np
 
 from pretrain.errors import PretrainError
 from pretrain.scaling.fit_approach3 import ChinchillaLaw
+from pretrain.scaling.fit_kaplan import KaplanLaw
 from pretrain.scaling.fit_overtrain import OvertrainLaw
 
 FIT_FILE = "fit.json"
-LAWS = ("approach3", "overtrain")
+LAWS = ("approach3", "overtrain", "kaplan")
 
 
 def interval(samples) -> tuple[float, float]:
@@ -45,9 +47,9 @@ def interval(samples) -> tuple[float, float]:
 def law_loss(law, params, tokens):
     """Loss of ``law`` (either kind) at N = ``params``, D = ``tokens``."""
     params, tokens = np.asarray(params, float), np.asarray(tokens, float)
-    if isinstance(law, ChinchillaLaw):
-        return law.loss(params, tokens)
-    return law.loss(6.0 * params * tokens, tokens / params)
+    if isinstance(law, OvertrainLaw):
+        return law.loss(6.0 * params * tokens, tokens / params)
+    return law.loss(params, tokens)
 
 
 def predict_point(name: str, law, bootstrap: list, params: float, tokens: float) -> dict:
@@ -72,8 +74,8 @@ def compute_ratio(flops: float, fitted_range) -> float:
 
 
 class FittedLaws:
-    """The laws of one ``fit.json``: approach 3 and, when fitted, over-training, each with its
-    bootstrap refits, the parameter count they use and the fitted compute range."""
+    """The laws of one ``fit.json``: approach 3 and, when fitted, over-training and Kaplan's,
+    each with its bootstrap refits, the parameter count they use and the fitted compute range."""
 
     def __init__(self, fit_dir):
         fit_dir = Path(fit_dir)
@@ -92,6 +94,11 @@ class FittedLaws:
                 self.laws["overtrain"] = (
                     OvertrainLaw(**overtrain["parameters"]),
                     [OvertrainLaw(*values) for values in overtrain.get("bootstrap_laws", [])])
+            kaplan = summary.get("kaplan") or {}
+            if "parameters" in kaplan:
+                self.laws["kaplan"] = (
+                    KaplanLaw(**kaplan["parameters"]),
+                    [KaplanLaw(*values) for values in kaplan.get("bootstrap_laws", [])])
             self.count = summary.get("params_count", "non_embedding")
             self.compute_range = tuple(float(x) for x in summary["fitted_compute_range"])
         except (ValueError, KeyError, TypeError) as e:

@@ -101,6 +101,7 @@ def render_report(summary: dict, plots: list[str]) -> str:
         else:
             lines.append("\nNo runs held out (too few would remain to fit).")
 
+    lines += _kaplan_section(summary.get("kaplan"))
     lines += _heldout_section(summary)
     inf = summary["inference_optimal"]
     lines += ["", "## Inference-aware optimum (Sardana et al. 2024)", "",
@@ -113,6 +114,25 @@ def render_report(summary: dict, plots: list[str]) -> str:
                      f"{r['tokens_per_param']:.3g} | {r['total_flops']:.3g} |")
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in plots]
     return "\n".join(lines) + "\n"
+
+
+def _kaplan_section(kaplan: dict | None) -> list[str]:
+    lines = ["", "## Kaplan et al. (2020): L(N, D) = [(N_c/N)^(α_N/α_D) + D_c/D]^α_D", ""]
+    if kaplan is None:
+        return lines + ["Not requested."]
+    if "skipped" in kaplan:
+        return lines + [f"Skipped: {kaplan['skipped']}."]
+    q, ci = kaplan["parameters"], kaplan["intervals"]
+
+    def value(name, text):
+        interval = f" (95% {ci[name][0]:.3g}–{ci[name][1]:.3g})" if name in ci else ""
+        return f"{text} = {q[name]:.4g}{interval}"
+
+    return lines + [f"N and D act inside one power, so what more data buys depends on N. Fitted "
+                    f"as approach 3 (Huber, L-BFGS-B, {kaplan['method']['initialisations']} "
+                    f"starts): " + ", ".join(value(n, t) for n, t in (
+                        ("N_c", "N_c"), ("D_c", "D_c"), ("alpha_N", "α_N"),
+                        ("alpha_D", "α_D"))) + "."]
 
 
 def _heldout_section(summary: dict) -> list[str]:
