@@ -42,7 +42,7 @@ def sweep_recipe():
 @pytest.fixture(scope="session")
 def holdout_fit(tmp_path_factory):
     """(fit dir, fit.json, stdout) of `slm sweep fit` on ``synthetic_sweep()`` (15 fitted runs,
-    2 held out; approach 3 and over-training, 10 bootstrap resamples)."""
+    2 held out; approach 3, over-training and Kaplan, 10 bootstrap resamples)."""
     import json
     import subprocess
     import sys
@@ -54,6 +54,6 @@ def holdout_fit(tmp_path_factory):
     out = root / "fit"
     proc = subprocess.run([sys.executable, "-m", "pretrain.cli", "sweep", "fit", "--results",
                            str(results), "--output", str(out), "--bootstrap", "10",
-                           "--fits", "3,overtrain"], capture_output=True, text=True)
+                           "--fits", "3,overtrain,kaplan"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     return out, json.loads((out / "fit.json").read_text()), proc.stdout

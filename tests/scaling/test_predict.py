@@ -6,6 +6,7 @@ import json
 import pytest
 
 from pretrain.scaling.fit_approach3 import ChinchillaLaw
+from pretrain.scaling.fit_kaplan import KaplanLaw
 from pretrain.scaling.fit_overtrain import OvertrainLaw
 from tests.user_errors import assert_user_error
 
@@ -17,7 +18,7 @@ def test_a_point_gets_each_laws_loss_and_interval_as_json(slm, holdout_fit):
     proc = slm("sweep", "predict", "--fit", out, "--params", "2e8", "--tokens", "4e9", "--json",
                check=True)
     rows = json.loads(proc.stdout)
-    assert [r["law"] for r in rows] == ["approach3", "overtrain"]
+    assert [r["law"] for r in rows] == ["approach3", "overtrain", "kaplan"]
     law3 = ChinchillaLaw(**{k: v["value"] for k, v in fit["approach3"]["parameters"].items()
                             if k in ("E", "A", "B", "alpha", "beta")})
     law_ot = OvertrainLaw(**fit["overtrain"]["parameters"])
@@ -28,6 +29,8 @@ def test_a_point_gets_each_laws_loss_and_interval_as_json(slm, holdout_fit):
         assert row["low"] <= row["loss"] <= row["high"]
     assert rows[0]["loss"] == pytest.approx(float(law3.loss(2e8, 4e9)))
     assert rows[1]["loss"] == pytest.approx(float(law_ot.loss(4.8e18, 20.0)))
+    law_k = KaplanLaw(**fit["kaplan"]["parameters"])
+    assert rows[2]["loss"] == pytest.approx(float(law_k.loss(2e8, 4e9)))
     assert rows[0]["compute_ratio"] == 1.0  # 4.8e18 lies inside the fitted 1e18–1e20
     assert "warning" not in proc.stderr
 
@@ -62,9 +65,9 @@ def test_a_plan_is_predicted_run_by_run_with_the_count_the_fit_uses(slm, tmp_pat
         writer.writerow(["b", "L2", 4e8, 2e6, 8e9])
     rows = json.loads(slm("sweep", "predict", "--fit", out, "--plan", plan, "--json",
                           check=True).stdout)
-    assert [(r["run"], r["law"]) for r in rows] == [("a", "approach3"), ("a", "overtrain"),
-                                                   ("b", "approach3"), ("b", "overtrain")]
-    assert [r["params"] for r in rows] == [2e8, 2e8, 4e8, 4e8]  # all parameters, as fitted
+    laws = ["approach3", "overtrain", "kaplan"]
+    assert [(r["run"], r["law"]) for r in rows] == [(run, law) for run in "ab" for law in laws]
+    assert [r["params"] for r in rows] == [2e8] * 3 + [4e8] * 3  # all parameters, as fitted
 
 
 @pytest.mark.parametrize("args, fragment", [
