@@ -179,6 +179,10 @@ def run_fit(args) -> int:
     print(f"approach 3: E={law.E:.4g} A={law.A:.4g} B={law.B:.4g} alpha={law.alpha:.4f} "
           f"beta={law.beta:.4f}  (N_opt ∝ C^{law.params_exponent:.3f}, "
           f"D_opt ∝ C^{law.tokens_exponent:.3f}; fit {analysis.approach3.seconds:.1f} s)")
+    if analysis.kaplan is not None:
+        k = analysis.kaplan.law
+        print(f"kaplan: N_c={k.N_c:.4g} D_c={k.D_c:.4g} alpha_N={k.alpha_N:.4f} "
+              f"alpha_D={k.alpha_D:.4f}  (fit {analysis.kaplan.seconds:.1f} s)")
     for h in analysis.summary.get("heldout", []):
         for p in h["predictions"]:
             interval = "" if p["low"] is None else f" [{p['low']:.4f}, {p['high']:.4f}]"

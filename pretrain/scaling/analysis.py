@@ -2,9 +2,10 @@
 
 Fits: ``3`` (Chinchilla approach 3, always possible with ≥ 6 points), ``2`` (isoFLOP
 parabolas; needs ≥ 2 budgets with ≥ 3 sizes each), ``overtrain`` (Gadre et al.; ≥ 5 points) and
-``kaplan`` (Kaplan et al.'s L(N, D), N and D inside one power; ≥ 5 points). Asked for explicitly, a fit the data cannot support is a user error; by default (no
-``fits``) approach 3 is required and the others run when the data allow, else are recorded as
-skipped with the reason.
+``kaplan`` (Kaplan et al.'s L(N, D), N and D inside one power; ≥ 5 points). Asked for
+explicitly, a fit the data cannot support is a user error; by default (no ``fits``) approach 3
+is required and the others run when the data allow, else are recorded as skipped with the
+reason.
 
 Held-out runs (the ``holdout`` column: a recipe's ``holdout:`` entries) are left out of every fit
 and predicted instead: each gets, per law, the predicted loss, its 95% bootstrap interval and

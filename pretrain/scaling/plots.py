@@ -237,9 +237,13 @@ def plot_loss_vs_compute_by_multiplier(analysis, path: Path) -> Path:
                            marker="*", edgecolor="black", zorder=5)
                 p = predictions.get(run)
                 if p is not None and p["low"] is not None:
-                    ax.errorbar([heldout.flops[j]], [p["loss"] - shift],
-                                yerr=[[p["loss"] - p["low"]], [p["high"] - p["loss"]]],
-                                fmt="_", color="black", capsize=4, zorder=4)
+                    # the interval as a segment: with few bootstrap refits the point estimate
+                    # can fall outside it, which errorbar cannot draw
+                    x = heldout.flops[j]
+                    ax.plot([x, x], [p["low"] - shift, p["high"] - shift], color="black",
+                            lw=1.2, marker="_", ms=10, zorder=4)
+                    ax.scatter([x], [p["loss"] - shift], marker="_", s=150, color="black",
+                               zorder=4)
                 ax.annotate(run, (heldout.flops[j], heldout.loss[j] - shift), fontsize=6,
                             xytext=(4, 4), textcoords="offset points")
     left.set_ylabel("final validation loss (nats/token)")
@@ -310,9 +314,11 @@ def plot_heldout(analysis, path: Path) -> Path | None:
                    edgecolor="black", zorder=5, label="actual" if row == 0 else None)
         for k, p in enumerate(p for law in laws for p in h["predictions"] if p["law"] == law):
             y = row - 0.3 + spread * (k + 0.5)
-            error = None if p["low"] is None else [[p["loss"] - p["low"]], [p["high"] - p["loss"]]]
-            ax.errorbar([p["loss"]], [y], xerr=error, fmt="o", color=f"C{laws.index(p['law'])}",
-                        capsize=3, label=LAW_LABELS[p["law"]] if row == 0 else None)
+            color = f"C{laws.index(p['law'])}"
+            if p["low"] is not None:  # a segment: the estimate may lie outside a few refits
+                ax.plot([p["low"], p["high"]], [y, y], color=color, lw=1.4, marker="|", ms=8)
+            ax.scatter([p["loss"]], [y], color=color, s=40, zorder=4,
+                       label=LAW_LABELS[p["law"]] if row == 0 else None)
             ax.annotate(f"{100 * p['relative_error']:+.1f}%", (p["loss"], y), fontsize=7,
                         xytext=(5, 3), textcoords="offset points")
     ax.set_yticks(range(len(heldout)))
