@@ -140,24 +140,26 @@ def analyse(results: Results, *, fits=None, bootstrap: int = 100, seed: int = 0,
         else:
             summary["approach2"] = {"skipped": APPROACH2_NEEDS}
 
-    fit_ot = None
-    if "overtrain" in requested:
-        if len(results) < fit_overtrain.MIN_POINTS:
-            summary["overtrain"] = {"skipped": f"fewer than {fit_overtrain.MIN_POINTS} points"}
-        else:
-            fit_ot = fit_overtrain.fit_overtrain(results.params, results.tokens, results.loss,
-                                                 results.flops, holdout_params,
-                                                 bootstrap=bootstrap, seed=seed)
-            summary["overtrain"] = _overtrain_summary(fit_ot, results)
+    def optional(name, needed, fit, summarise):
+        """Run ``fit`` when requested and the points allow; record it, or why not."""
+        if name not in requested:
+            return None
+        if len(results) < needed:
+            summary[name] = {"skipped": f"fewer than {needed} points"}
+            return None
+        done = fit()
+        summary[name] = summarise(done)
+        return done
 
-    fit_k = None
-    if "kaplan" in requested:
-        if len(results) < fit_kaplan.MIN_POINTS:
-            summary["kaplan"] = {"skipped": f"fewer than {fit_kaplan.MIN_POINTS} points"}
-        else:
-            fit_k = fit_kaplan.fit_kaplan(results.params, results.tokens, results.loss,
-                                          bootstrap=bootstrap, seed=seed)
-            summary["kaplan"] = _kaplan_summary(fit_k)
+    fit_ot = optional("overtrain", fit_overtrain.MIN_POINTS,
+                      lambda: fit_overtrain.fit_overtrain(
+                          results.params, results.tokens, results.loss, results.flops,
+                          holdout_params, bootstrap=bootstrap, seed=seed),
+                      lambda fit: _overtrain_summary(fit, results))
+    fit_k = optional("kaplan", fit_kaplan.MIN_POINTS,
+                     lambda: fit_kaplan.fit_kaplan(results.params, results.tokens, results.loss,
+                                                   bootstrap=bootstrap, seed=seed),
+                     _kaplan_summary)
 
     target = target_loss if target_loss is not None else \
         float(law.optimal_loss(reference["flops"]))
